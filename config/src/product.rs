@@ -1,0 +1,199 @@
+//! Products (`[products.<NAME>]`): the market parameters shared by the feed and the analytics.
+
+use chrono::{NaiveDate, NaiveTime, TimeZone};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// One tradable underlying and how its options are listed and valued.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Product {
+    /// Reference spot level the feed starts from.
+    pub spot: f64,
+    /// Distance between listed strikes, in index points.
+    pub strike_step: f64,
+    /// Contract multiplier (units of underlying per lot).
+    pub lot_size: u32,
+    /// Risk-free rate, continuously compounded decimal.
+    pub rate: f64,
+    /// Dividend yield, continuously compounded decimal.
+    pub dividend_yield: f64,
+    /// Local time at which options expire, `HH:MM`.
+    pub expiry_close: String,
+    /// IANA time zone of the exchange, e.g. `Asia/Kolkata`.
+    pub time_zone: String,
+    /// Strikes per expiry listed by the feed (odd, centred on spot).
+    #[serde(default = "default_strikes")]
+    pub strikes: u32,
+    /// Weekly expiries listed by the feed.
+    #[serde(default = "default_expiries")]
+    pub expiries: u32,
+}
+
+fn default_strikes() -> u32 {
+    21
+}
+
+fn default_expiries() -> u32 {
+    2
+}
+
+/// A product whose time zone and close time have been parsed.
+#[derive(Debug, Clone)]
+pub struct ProductSpec {
+    /// The product's name, e.g. `NIFTY`.
+    pub name: String,
+    /// The configured parameters.
+    pub params: Product,
+    /// Parsed [`Product::expiry_close`].
+    pub close: NaiveTime,
+    /// Parsed [`Product::time_zone`].
+    pub tz: Tz,
+}
+
+impl ProductSpec {
+    /// Validates `params`, naming the offending field (`products.<name>.<field>`) on error.
+    pub fn new(name: &str, params: Product) -> Result<Self, String> {
+        let field = |f: &str| format!("products.{name}.{f}");
+        let positive = |v: f64, f: &str| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{}: must be a positive number, got {v}", field(f)))
+            }
+        };
+        positive(params.spot, "spot")?;
+        positive(params.strike_step, "strike_step")?;
+        if params.lot_size == 0 {
+            return Err(format!("{}: must be at least 1", field("lot_size")));
+        }
+        for (v, f) in [(params.rate, "rate"), (params.dividend_yield, "dividend_yield")] {
+            if !v.is_finite() || v.abs() > 1.0 {
+                return Err(format!(
+                    "{}: must be a decimal rate between -1 and 1 (0.065 for 6.5%), got {v}",
+                    field(f)
+                ));
+            }
+        }
+        if params.strikes == 0 || params.strikes % 2 == 0 {
+            return Err(format!(
+                "{}: must be an odd number of strikes, got {}",
+                field("strikes"),
+                params.strikes
+            ));
+        }
+        if params.expiries == 0 {
+            return Err(format!("{}: must be at least 1", field("expiries")));
+        }
+        let close = NaiveTime::parse_from_str(&params.expiry_close, "%H:%M").map_err(|_| {
+            format!(
+                "{}: expected HH:MM, got {:?}",
+                field("expiry_close"),
+                params.expiry_close
+            )
+        })?;
+        let tz: Tz = params
+            .time_zone
+            .parse()
+            .map_err(|_| format!("{}: unknown IANA time zone {:?}", field("time_zone"), params.time_zone))?;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("products.{name:?}: product names are letters, digits and '_'"));
+        }
+        Ok(Self {
+            name: name.to_string(),
+            params,
+            close,
+            tz,
+        })
+    }
+
+    /// The UTC instant (µs since the epoch) at which an option expiring on `expiry` stops trading.
+    pub fn expiry_instant_us(&self, expiry: NaiveDate) -> i64 {
+        let local = expiry.and_time(self.close);
+        let instant = self
+            .tz
+            .from_local_datetime(&local)
+            .earliest()
+            // A close time inside a DST gap does not exist locally: take the UTC reading.
+            .unwrap_or_else(|| self.tz.from_utc_datetime(&local));
+        instant.timestamp_micros()
+    }
+}
+
+/// The default market: eight index-like products on one exchange calendar.
+pub fn default_products() -> BTreeMap<String, Product> {
+    let p = |spot: f64, strike_step: f64, lot_size: u32| Product {
+        spot,
+        strike_step,
+        lot_size,
+        rate: 0.065,
+        dividend_yield: 0.012,
+        expiry_close: "15:30".into(),
+        time_zone: "Asia/Kolkata".into(),
+        strikes: default_strikes(),
+        expiries: default_expiries(),
+    };
+    [
+        ("NIFTY", p(21_500.0, 50.0, 50)),
+        ("BANKNIFTY", p(46_000.0, 100.0, 15)),
+        ("FINNIFTY", p(20_500.0, 50.0, 40)),
+        ("MIDCPNIFTY", p(10_500.0, 25.0, 75)),
+        ("NIFTYNXT50", p(58_000.0, 100.0, 25)),
+        ("SENSEX", p(71_000.0, 100.0, 10)),
+        ("BANKEX", p(52_000.0, 100.0, 15)),
+        ("SX40", p(8_600.0, 10.0, 100)),
+    ]
+    .into_iter()
+    .map(|(n, p)| (n.to_string(), p))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nifty() -> Product {
+        default_products().remove("NIFTY").unwrap()
+    }
+
+    #[test]
+    fn expiry_instant_is_the_local_close_in_utc() {
+        let spec = ProductSpec::new("NIFTY", nifty()).unwrap();
+        let expiry = NaiveDate::from_ymd_opt(2025, 1, 30).unwrap();
+        // 15:30 IST = 10:00 UTC
+        let want = NaiveDate::from_ymd_opt(2025, 1, 30)
+            .unwrap()
+            .and_hms_opt(10, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_micros();
+        assert_eq!(spec.expiry_instant_us(expiry), want);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut p = nifty();
+        p.time_zone = "Asia/Kolkta".into();
+        let e = ProductSpec::new("NIFTY", p).unwrap_err();
+        assert!(e.starts_with("products.NIFTY.time_zone:"), "{e}");
+
+        let mut p = nifty();
+        p.expiry_close = "25:99".into();
+        assert!(ProductSpec::new("NIFTY", p)
+            .unwrap_err()
+            .starts_with("products.NIFTY.expiry_close:"));
+
+        let mut p = nifty();
+        p.strike_step = 0.0;
+        assert!(ProductSpec::new("NIFTY", p)
+            .unwrap_err()
+            .starts_with("products.NIFTY.strike_step:"));
+
+        let mut p = nifty();
+        p.rate = 6.5;
+        assert!(ProductSpec::new("NIFTY", p)
+            .unwrap_err()
+            .starts_with("products.NIFTY.rate:"));
+    }
+}

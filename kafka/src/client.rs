@@ -1,0 +1,106 @@
+//! librdkafka client settings: the configured bootstrap servers and pass-through
+//! properties, plus the settings each role needs for the delivery guarantees of DESIGN.md §4.
+
+use chainflow_config::{is_secret_property, KafkaConfig};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::ClientConfig;
+
+/// Base settings shared by every client; user properties win over chainflow's defaults.
+fn base(kafka: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.bootstrap_servers);
+    c.set_log_level(RDKafkaLogLevel::Warning);
+    for (k, v) in defaults {
+        c.set(*k, *v);
+    }
+    for (k, v) in &kafka.properties {
+        c.set(k, v);
+    }
+    tracing::debug!(settings = %describe(&c), "kafka client settings");
+    c
+}
+
+/// The settings as `key=value` pairs with credentials masked, for logs.
+pub fn describe(c: &ClientConfig) -> String {
+    let mut pairs: Vec<String> = c
+        .config_map()
+        .iter()
+        .map(|(k, v)| {
+            if is_secret_property(k) {
+                format!("{k}=***")
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .collect();
+    pairs.sort();
+    pairs.join(" ")
+}
+
+/// An idempotent producer (acks=all) that places keys as Java clients do (`murmur2_random`).
+pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
+    base(
+        kafka,
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("partitioner", "murmur2_random"),
+            ("linger.ms", "5"),
+            ("compression.type", "lz4"),
+            ("message.timeout.ms", "60000"),
+        ],
+    )
+}
+
+/// A transactional producer for consume-transform-produce (exactly-once).
+pub fn transactional_producer_config(kafka: &KafkaConfig, transactional_id: &str) -> ClientConfig {
+    let mut c = producer_config(kafka);
+    c.set("transactional.id", transactional_id);
+    c.set("transaction.timeout.ms", "60000");
+    c
+}
+
+/// A group consumer that commits explicitly and reads only committed transactions.
+pub fn consumer_config(kafka: &KafkaConfig, group_id: &str) -> ClientConfig {
+    base(
+        kafka,
+        &[
+            ("group.id", group_id),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("isolation.level", "read_committed"),
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "1000"),
+            ("partition.assignment.strategy", "range"),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pass_through_properties_win_and_secrets_are_masked() {
+        let mut kafka = KafkaConfig::default();
+        kafka.properties.insert("acks".into(), "all".into());
+        kafka.properties.insert("sasl.password".into(), "hunter2".into());
+        kafka.properties.insert("linger.ms".into(), "50".into());
+        let c = producer_config(&kafka);
+        assert_eq!(c.get("linger.ms"), Some("50"));
+        assert_eq!(c.get("sasl.password"), Some("hunter2"));
+        let text = describe(&c);
+        assert!(
+            text.contains("sasl.password=***") && !text.contains("hunter2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn consumers_read_committed_and_commit_explicitly() {
+        let c = consumer_config(&KafkaConfig::default(), "g");
+        assert_eq!(c.get("isolation.level"), Some("read_committed"));
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+    }
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs everything the local stack and the build need, on a fresh Debian machine.
+# Idempotent: every step checks before it installs, so a second run takes seconds.
+set -euo pipefail
+
+TANSU_VERSION="${TANSU_VERSION:-0.6.0}"
+APT_PACKAGES=(
+  # librdkafka built by the rdkafka crate (cmake-build) and its codecs/security
+  cmake libcurl4-openssl-dev libsasl2-dev libssl-dev libzstd-dev zlib1g-dev pkg-config
+  # the local stack
+  clickhouse-server clickhouse-client prometheus
+  # validation of docker-compose.kafka.yml
+  docker-compose
+  # port checks in ops/stack.sh
+  iproute2 curl
+)
+
+log() { printf '[install] %s\n' "$*"; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "apt packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  # Debian's clickhouse-server package starts its system service; the stack runs its own.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now clickhouse-server prometheus >/dev/null 2>&1 || true
+  fi
+  $SUDO service clickhouse-server stop >/dev/null 2>&1 || true
+  $SUDO service prometheus stop >/dev/null 2>&1 || true
+else
+  log "apt packages: already installed"
+fi
+
+CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+if [ -x "$CARGO_BIN/tansu" ] && "$CARGO_BIN/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+  log "tansu $TANSU_VERSION: already installed"
+else
+  log "tansu $TANSU_VERSION: building (about 10 minutes on 2 cores)"
+  cargo install --locked tansu --version "$TANSU_VERSION" --features libsql
+fi
+
+if python3 -c 'import confluent_kafka, authlib, httpx, cachetools, attrs' >/dev/null 2>&1; then
+  log "python test client: already installed"
+else
+  log "python test client: confluent-kafka (independent Schema Registry client)"
+  python3 -m pip install -q --disable-pip-version-check 'confluent-kafka>=2.6' authlib httpx cachetools attrs
+fi

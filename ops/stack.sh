@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# The local stack, on loopback only, with its data under .stack/ (git-ignored):
+#   Tansu (Kafka API, SQLite storage) · ClickHouse (Debian's server, the project's config)
+#   · chainflow registry (Schema Registry) · Prometheus.
+# Usage: ops/stack.sh up | down | status | env
+# Ports (defaults are the conventional ones): CHAINFLOW_STACK_KAFKA_PORT=9092,
+# CHAINFLOW_STACK_CLICKHOUSE_HTTP_PORT=8123, CHAINFLOW_STACK_CLICKHOUSE_TCP_PORT=9000,
+# CHAINFLOW_STACK_REGISTRY_PORT=8081, CHAINFLOW_STACK_PROMETHEUS_PORT=9090.
+# `up` is idempotent: what already runs is kept; a port held by another program is an error.
+# `down` stops only what `up` started (by pid file).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STACK="${CHAINFLOW_STACK_DIR:-$ROOT/.stack}"
+KAFKA_PORT="${CHAINFLOW_STACK_KAFKA_PORT:-9092}"
+CH_HTTP_PORT="${CHAINFLOW_STACK_CLICKHOUSE_HTTP_PORT:-8123}"
+CH_TCP_PORT="${CHAINFLOW_STACK_CLICKHOUSE_TCP_PORT:-9000}"
+REGISTRY_PORT="${CHAINFLOW_STACK_REGISTRY_PORT:-8081}"
+PROMETHEUS_PORT="${CHAINFLOW_STACK_PROMETHEUS_PORT:-9090}"
+CHAINFLOW_BIN="${CHAINFLOW_BIN:-$ROOT/target/debug/chainflow}"
+TANSU="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
+
+log() { printf '[stack] %s\n' "$*"; }
+die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
+
+# The environment that points chainflow at this stack.
+stack_env() {
+  cat <<EOF
+export CHAINFLOW_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
+export CHAINFLOW_REGISTRY__URL=http://127.0.0.1:$REGISTRY_PORT
+export CHAINFLOW_REGISTRY__LISTEN=127.0.0.1:$REGISTRY_PORT
+export CHAINFLOW_CLICKHOUSE__URL=http://127.0.0.1:$CH_HTTP_PORT
+export CHAINFLOW_ENRICH__TRANSACTIONS=false
+EOF
+}
+eval "$(stack_env)"
+
+pid_of() { cat "$STACK/pids/$1.pid" 2>/dev/null || true; }
+running() { local pid; pid="$(pid_of "$1")"; [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+
+# Fails when the port is held by a program this stack did not start.
+claim_port() {
+  local name="$1" port="$2"
+  if port_busy "$port"; then
+    die "port $port (for $name) is in use by another program, not one this stack started; stop it or choose another port (see the top of ops/stack.sh)"
+  fi
+}
+
+# Waits up to $3 seconds for "$2" (a command) to succeed.
+wait_for() {
+  local name="$1" probe="$2" secs="${3:-60}" i
+  for ((i = 0; i < secs * 4; i++)); do
+    if eval "$probe" >/dev/null 2>&1; then return 0; fi
+    if ! running "$name"; then
+      die "$name exited during start-up; its log: $STACK/logs/$name.log
+$(tail -n 20 "$STACK/logs/$name.log" 2>/dev/null)"
+    fi
+    sleep 0.25
+  done
+  die "$name did not answer within ${secs}s; its log: $STACK/logs/$name.log"
+}
+
+# Starts "$@" in the background as component $name, in directory $dir.
+launch() {
+  local name="$1" dir="$2"; shift 2
+  mkdir -p "$STACK/logs" "$STACK/pids" "$dir"
+  (cd "$dir" && setsid "$@" >>"$STACK/logs/$name.log" 2>&1 < /dev/null & echo $! >"$STACK/pids/$name.pid")
+}
+
+kafka_probe="timeout 1 bash -c '</dev/tcp/127.0.0.1/$KAFKA_PORT'"
+clickhouse_probe="curl -sf http://127.0.0.1:$CH_HTTP_PORT/ping"
+registry_probe="curl -sf http://127.0.0.1:$REGISTRY_PORT/subjects"
+prometheus_probe="curl -sf http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
+
+start_kafka() {
+  if running tansu; then log "tansu: running (pid $(pid_of tansu))"; return; fi
+  claim_port tansu "$KAFKA_PORT"
+  launch tansu "$STACK/tansu" "$TANSU" broker \
+    --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --storage-engine "sqlite://tansu.db"
+  wait_for tansu "$kafka_probe" 60
+  log "tansu: started on 127.0.0.1:$KAFKA_PORT (sqlite storage in $STACK/tansu)"
+}
+
+start_clickhouse() {
+  if running clickhouse; then log "clickhouse: running (pid $(pid_of clickhouse))"; return; fi
+  claim_port clickhouse "$CH_HTTP_PORT"
+  claim_port clickhouse "$CH_TCP_PORT"
+  local dir="$STACK/clickhouse"
+  mkdir -p "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/etc"
+  sed -e "s#@DATA@#$dir#g" -e "s#@HTTP_PORT@#$CH_HTTP_PORT#g" -e "s#@TCP_PORT@#$CH_TCP_PORT#g" \
+    "$ROOT/ops/clickhouse/config.xml" >"$dir/etc/config.xml"
+  cp "$ROOT/ops/clickhouse/users.xml" "$dir/etc/users.xml"
+  launch clickhouse "$dir" /usr/sbin/clickhouse-server --config-file="$dir/etc/config.xml"
+  wait_for clickhouse "$clickhouse_probe" 60
+  log "clickhouse: started on 127.0.0.1:$CH_HTTP_PORT (http) and :$CH_TCP_PORT (native), data in $dir"
+}
+
+build_chainflow() {
+  if [ ! -x "$CHAINFLOW_BIN" ] || [ -n "$(find "$ROOT/src" "$ROOT"/*/src "$ROOT/Cargo.toml" -newer "$CHAINFLOW_BIN" -print -quit 2>/dev/null)" ]; then
+    log "building chainflow (debug)"
+    (cd "$ROOT" && cargo build --quiet --bin chainflow)
+  fi
+}
+
+start_registry() {
+  if running registry; then log "registry: running (pid $(pid_of registry))"; return; fi
+  claim_port registry "$REGISTRY_PORT"
+  CHAINFLOW_OBSERVABILITY__LOG_FORMAT=json launch registry "$STACK" "$CHAINFLOW_BIN" registry
+  wait_for registry "$registry_probe" 90
+  log "registry: started on 127.0.0.1:$REGISTRY_PORT (state in the _schemas topic)"
+}
+
+start_prometheus() {
+  if running prometheus; then log "prometheus: running (pid $(pid_of prometheus))"; return; fi
+  if ! command -v prometheus >/dev/null; then log "prometheus: not installed, skipped"; return; fi
+  claim_port prometheus "$PROMETHEUS_PORT"
+  local dir="$STACK/prometheus"
+  mkdir -p "$dir/data"
+  sed -e "s#@REGISTRY_PORT@#$REGISTRY_PORT#g" "$ROOT/ops/prometheus/prometheus.yml" >"$dir/prometheus.yml"
+  launch prometheus "$dir" prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+    --web.listen-address="127.0.0.1:$PROMETHEUS_PORT"
+  wait_for prometheus "$prometheus_probe" 60
+  log "prometheus: started on 127.0.0.1:$PROMETHEUS_PORT"
+}
+
+up() {
+  local t0=$SECONDS
+  "$ROOT/ops/install.sh"
+  build_chainflow
+  start_kafka
+  start_clickhouse
+  "$CHAINFLOW_BIN" topics
+  start_registry
+  start_prometheus
+  "$CHAINFLOW_BIN" migrate
+  log "stack up in $((SECONDS - t0)) s"
+}
+
+stop_one() {
+  local name="$1" pid i
+  pid="$(pid_of "$name")"
+  if [ -z "$pid" ]; then return; fi
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 120; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; fi
+    log "$name: stopped"
+  fi
+  rm -f "$STACK/pids/$name.pid"
+}
+
+down() {
+  for name in prometheus registry clickhouse tansu; do stop_one "$name"; done
+}
+
+status() {
+  local rc=0
+  row() {
+    local name="$1" port="$2" probe="$3" state
+    if running "$name"; then
+      if eval "$probe" >/dev/null 2>&1; then state="up (pid $(pid_of "$name"))"; else state="starting or unhealthy (pid $(pid_of "$name"))"; rc=1; fi
+    elif port_busy "$port"; then state="port in use by another program"; rc=1
+    else state="down"; rc=1; fi
+    printf '  %-11s 127.0.0.1:%-6s %s\n' "$name" "$port" "$state"
+  }
+  row tansu "$KAFKA_PORT" "$kafka_probe"
+  row clickhouse "$CH_HTTP_PORT" "$clickhouse_probe"
+  row registry "$REGISTRY_PORT" "$registry_probe"
+  row prometheus "$PROMETHEUS_PORT" "$prometheus_probe"
+  return $rc
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  env) stack_env ;;
+  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+esac

@@ -1,0 +1,160 @@
+//! What makes a chain invalid (DESIGN.md §3): such chains go to the dead-letter topic.
+
+use chainflow_config::ProductSpec;
+use chainflow_schemas::keys::date_from_days;
+use chainflow_schemas::OptionChain;
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// Why a chain cannot be enriched.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum InvalidChain {
+    /// The product has no `[products.<NAME>]` configuration.
+    #[error("unknown product {0:?}")]
+    UnknownProduct(String),
+    /// Spot ≤ 0, NaN or infinite.
+    #[error("spot {0} is not a positive finite price")]
+    BadSpot(f64),
+    /// The snapshot has no strikes.
+    #[error("the chain has no strikes")]
+    NoStrikes,
+    /// A strike ≤ 0 or not finite.
+    #[error("strike {0} is not a positive finite price")]
+    BadStrike(f64),
+    /// Strikes out of order or repeated.
+    #[error("strikes are not sorted and unique: {0} follows {1}")]
+    Unsorted(f64, f64),
+    /// Expiry before the event's exchange date.
+    #[error("expiry {expiry} is before the event date {event_date}")]
+    Expired {
+        /// Expiry date.
+        expiry: String,
+        /// Exchange date of the event.
+        event_date: String,
+    },
+}
+
+impl InvalidChain {
+    /// Short machine-readable kind for dead-letter headers and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InvalidChain::UnknownProduct(_) => "unknown_product",
+            InvalidChain::BadSpot(_) => "bad_spot",
+            InvalidChain::NoStrikes => "no_strikes",
+            InvalidChain::BadStrike(_) => "bad_strike",
+            InvalidChain::Unsorted(..) => "unsorted_strikes",
+            InvalidChain::Expired { .. } => "expired",
+        }
+    }
+}
+
+/// Checks `chain` and returns its product's specification.
+pub fn validate<'a>(
+    chain: &OptionChain,
+    products: &'a BTreeMap<String, ProductSpec>,
+) -> Result<&'a ProductSpec, InvalidChain> {
+    let product = products
+        .get(&chain.product)
+        .ok_or_else(|| InvalidChain::UnknownProduct(chain.product.clone()))?;
+    if !(chain.spot.is_finite() && chain.spot > 0.0) {
+        return Err(InvalidChain::BadSpot(chain.spot));
+    }
+    if chain.strikes.is_empty() {
+        return Err(InvalidChain::NoStrikes);
+    }
+    let mut previous: Option<f64> = None;
+    for s in &chain.strikes {
+        if !(s.strike.is_finite() && s.strike > 0.0) {
+            return Err(InvalidChain::BadStrike(s.strike));
+        }
+        if let Some(p) = previous {
+            if s.strike <= p {
+                return Err(InvalidChain::Unsorted(s.strike, p));
+            }
+        }
+        previous = Some(s.strike);
+    }
+    let expiry = date_from_days(chain.expiry);
+    let event_date = chrono::DateTime::from_timestamp_micros(chain.event_time)
+        .map(|t| t.with_timezone(&product.tz).date_naive())
+        .unwrap_or(expiry);
+    if expiry < event_date {
+        return Err(InvalidChain::Expired {
+            expiry: expiry.to_string(),
+            event_date: event_date.to_string(),
+        });
+    }
+    Ok(product)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chainflow_config::default_products;
+    use chainflow_schemas::{Quote, StrikeQuotes};
+
+    fn products() -> BTreeMap<String, ProductSpec> {
+        default_products()
+            .into_iter()
+            .map(|(n, p)| (n.clone(), ProductSpec::new(&n, p).unwrap()))
+            .collect()
+    }
+
+    fn chain(strikes: &[f64]) -> OptionChain {
+        let q = Quote {
+            bid: 1.0,
+            ask: 1.1,
+            last: 1.0,
+            volume: 1,
+            oi: 1,
+            oi_change: 0,
+            iv: None,
+        };
+        OptionChain {
+            product: "NIFTY".into(),
+            expiry: 20118, // 2025-01-30
+            lot_size: 50,
+            spot: 21543.25,
+            event_time: 1_738_200_000_000_000, // 2025-01-30 01:20 UTC
+            seq: 1,
+            strikes: strikes
+                .iter()
+                .map(|&k| StrikeQuotes {
+                    strike: k,
+                    call: q.clone(),
+                    put: q.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_good_chain_passes() {
+        assert!(validate(&chain(&[21500.0, 21550.0]), &products()).is_ok());
+    }
+
+    #[test]
+    fn each_rule_is_enforced() {
+        let p = products();
+        let mut c = chain(&[21500.0]);
+        c.product = "NOPE".into();
+        assert_eq!(validate(&c, &p).unwrap_err().kind(), "unknown_product");
+        let mut c = chain(&[21500.0]);
+        c.spot = f64::NAN;
+        assert_eq!(validate(&c, &p).unwrap_err().kind(), "bad_spot");
+        assert_eq!(validate(&chain(&[]), &p).unwrap_err(), InvalidChain::NoStrikes);
+        assert_eq!(validate(&chain(&[0.0, 50.0]), &p).unwrap_err().kind(), "bad_strike");
+        assert_eq!(
+            validate(&chain(&[100.0, 50.0]), &p).unwrap_err(),
+            InvalidChain::Unsorted(50.0, 100.0)
+        );
+        assert_eq!(
+            validate(&chain(&[50.0, 50.0]), &p).unwrap_err().kind(),
+            "unsorted_strikes"
+        );
+        let mut c = chain(&[21500.0]);
+        c.expiry -= 1;
+        let e = validate(&c, &p).unwrap_err();
+        assert_eq!(e.to_string(), "expiry 2025-01-29 is before the event date 2025-01-30");
+    }
+}

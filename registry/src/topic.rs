@@ -1,0 +1,104 @@
+//! The `_schemas` topic: the registry appends every change there before applying it, and
+//! rebuilds its state at start by reading the whole topic.
+
+use crate::log::Entry;
+use crate::store::Store;
+use anyhow::{bail, Context, Result};
+use chainflow_config::KafkaConfig;
+use chainflow_kafka::{consumer_config, ensure_topics, producer_config};
+use chainflow_schemas::topics::{TopicSpec, SCHEMAS};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+
+/// Appends entries to `_schemas`.
+pub struct SchemaTopic {
+    producer: FutureProducer,
+}
+
+impl SchemaTopic {
+    /// Creates `_schemas` if needed (one partition) and replays it into a [`Store`].
+    pub async fn open(kafka: &KafkaConfig) -> Result<(Self, Store)> {
+        ensure_topics(
+            kafka,
+            &[TopicSpec {
+                name: SCHEMAS.into(),
+                partitions: 1,
+            }],
+        )
+        .await?;
+        let kafka_for_read = kafka.clone();
+        let entries = tokio::task::spawn_blocking(move || read_all(&kafka_for_read)).await??;
+        let mut store = Store::default();
+        for (offset, entry) in &entries {
+            store
+                .apply(entry)
+                .map_err(|e| anyhow::anyhow!("{SCHEMAS} offset {offset}: {e}"))?;
+        }
+        tracing::info!(
+            records = entries.len(),
+            subjects = store.subjects(true).len(),
+            "schema registry state rebuilt from {SCHEMAS}"
+        );
+        let producer: FutureProducer = producer_config(kafka)
+            .create()
+            .context("creating the registry producer")?;
+        Ok((Self { producer }, store))
+    }
+
+    /// Appends `entries` in order and waits until the broker has them all.
+    pub async fn append(&self, entries: &[Entry]) -> Result<()> {
+        for entry in entries {
+            let key = entry.key();
+            let value = entry.value();
+            let mut record = FutureRecord::to(SCHEMAS).partition(0).key(&key);
+            if let Some(v) = &value {
+                record = record.payload(v);
+            }
+            self.producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .map_err(|(e, _)| anyhow::anyhow!("writing to {SCHEMAS}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads every record of `_schemas`, from the beginning to the high watermark.
+fn read_all(kafka: &KafkaConfig) -> Result<Vec<(i64, Entry)>> {
+    let consumer: BaseConsumer = consumer_config(kafka, "chainflow-registry-replay")
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .context("creating the registry reader")?;
+    let timeout = Duration::from_secs(30);
+    let (low, high) = consumer
+        .fetch_watermarks(SCHEMAS, 0, timeout)
+        .with_context(|| format!("reading the offsets of {SCHEMAS}"))?;
+    let mut out = Vec::new();
+    if high <= low {
+        return Ok(out);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(SCHEMAS, 0, Offset::Offset(low))?;
+    consumer.assign(&tpl)?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut next = low;
+    while next < high {
+        if Instant::now() > deadline {
+            bail!("timed out reading {SCHEMAS}: at offset {next} of {high}");
+        }
+        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let msg = msg.with_context(|| format!("reading {SCHEMAS}"))?;
+        next = msg.offset() + 1;
+        let Some(key) = msg.key() else { continue };
+        match Entry::parse(key, msg.payload()) {
+            Ok(Some(entry)) => out.push((msg.offset(), entry)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(offset = msg.offset(), error = %e, "skipping unreadable {SCHEMAS} record"),
+        }
+    }
+    Ok(out)
+}

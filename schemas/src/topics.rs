@@ -1,0 +1,79 @@
+//! Topic names, the headers chainflow sets, and the topics the project provisions.
+
+/// Underlying ticks.
+pub const UNDERLYING: &str = "market.underlying";
+/// Single-option quotes.
+pub const OPTION_QUOTE: &str = "market.option_quote";
+/// Option-chain snapshots.
+pub const OPTION_CHAIN: &str = "market.option_chain";
+/// Enriched option chains.
+pub const ENRICHED_CHAIN: &str = "enriched.option_chain";
+/// Schema Registry storage (one partition).
+pub const SCHEMAS: &str = "_schemas";
+
+/// Header carrying an enriched chain's idempotency id.
+pub const HEADER_ID: &str = "chainflow.id";
+/// Dead-letter headers.
+pub const HEADER_ERROR_KIND: &str = "chainflow.error.kind";
+/// Human-readable reason a record was dead-lettered.
+pub const HEADER_ERROR_MESSAGE: &str = "chainflow.error.message";
+/// Topic the dead-lettered record came from.
+pub const HEADER_SOURCE_TOPIC: &str = "chainflow.source.topic";
+/// Partition the dead-lettered record came from.
+pub const HEADER_SOURCE_PARTITION: &str = "chainflow.source.partition";
+/// Offset of the dead-lettered record.
+pub const HEADER_SOURCE_OFFSET: &str = "chainflow.source.offset";
+/// When the record was dead-lettered (RFC 3339, UTC).
+pub const HEADER_ERROR_TIME: &str = "chainflow.error.time";
+
+/// The dead-letter topic of `source`.
+pub fn dlq(source: &str) -> String {
+    format!("dlq.{source}")
+}
+
+/// A topic the project creates, with how it is partitioned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: i32,
+}
+
+/// Every topic chainflow uses; market and enriched topics get `partitions` partitions,
+/// `_schemas` exactly one. Enriched chains share the raw chain's partition count so that
+/// a chain key lands on the same partition number in both topics.
+pub fn provisioned(partitions: i32) -> Vec<TopicSpec> {
+    let data = [UNDERLYING, OPTION_QUOTE, OPTION_CHAIN, ENRICHED_CHAIN];
+    let mut specs: Vec<TopicSpec> = data
+        .iter()
+        .map(|t| TopicSpec {
+            name: t.to_string(),
+            partitions,
+        })
+        .chain(data[..3].iter().map(|t| TopicSpec {
+            name: dlq(t),
+            partitions: 1,
+        }))
+        .collect();
+    specs.push(TopicSpec {
+        name: SCHEMAS.into(),
+        partitions: 1,
+    });
+    specs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemas_topic_has_one_partition_and_data_topics_many() {
+        let specs = provisioned(6);
+        let get = |n: &str| specs.iter().find(|s| s.name == n).unwrap().partitions;
+        assert_eq!(get(SCHEMAS), 1);
+        assert_eq!(get(OPTION_CHAIN), 6);
+        assert_eq!(get(ENRICHED_CHAIN), 6);
+        assert_eq!(get("dlq.market.option_chain"), 1);
+    }
+}

@@ -1,0 +1,66 @@
+//! `registry`, `migrate` and `topics`.
+
+use crate::shutdown::on_signal;
+use crate::telemetry::{self, Readiness};
+use anyhow::{Context, Result};
+use chainflow_config::Config;
+use chainflow_kafka::{ensure_topics, TopicOutcome};
+use chainflow_schemas::clickhouse::MIGRATIONS;
+use chainflow_schemas::topics::provisioned;
+use chainflow_sinks::migrate::{migrate as apply, plan, MigrationOutcome};
+use chainflow_sinks::ServerVersion;
+
+/// Serves the Schema Registry, with /metrics, /healthz and /readyz on the same port.
+pub async fn registry(config: &Config) -> Result<()> {
+    let shutdown = on_signal();
+    let ready = Readiness::default();
+    let api = chainflow_registry::open(&config.kafka).await?;
+    ready.set_ready();
+    let router = api.merge(telemetry::routes(ready)?);
+    let server = telemetry::serve(&config.registry.listen, router, shutdown).await?;
+    server.await.context("registry server task")?;
+    Ok(())
+}
+
+/// Applies migrations, or prints them for a given server version.
+pub async fn migrate(config: &Config, print_for: Option<&str>) -> Result<()> {
+    let db = &config.clickhouse.database;
+    if let Some(v) = print_for {
+        let server =
+            ServerVersion::parse(v).with_context(|| format!("--print-for: expected MAJOR.MINOR, got {v:?}"))?;
+        println!("CREATE DATABASE IF NOT EXISTS {db};");
+        for m in MIGRATIONS {
+            match plan(m, db, server) {
+                Ok(statements) => statements.iter().for_each(|s| println!("{s};")),
+                Err(why) => println!("-- {}: skipped ({why})", m.name),
+            }
+        }
+        return Ok(());
+    }
+    let client = chainflow_sinks::client(&config.clickhouse);
+    let (server, outcomes) = apply(&client, db).await?;
+    println!("ClickHouse {server} at {}, database {db}", config.clickhouse.url);
+    for (name, outcome) in outcomes {
+        let what = match outcome {
+            MigrationOutcome::Applied => "applied".to_string(),
+            MigrationOutcome::AlreadyApplied => "already applied".to_string(),
+            MigrationOutcome::Skipped(why) => format!("skipped: {why}"),
+        };
+        println!("  {name}: {what}");
+    }
+    Ok(())
+}
+
+/// Creates the topics.
+pub async fn topics(config: &Config) -> Result<()> {
+    let outcomes = ensure_topics(&config.kafka, &provisioned(config.kafka.partitions)).await?;
+    println!("Kafka at {}", config.kafka.bootstrap_servers);
+    for (spec, outcome) in outcomes {
+        let what = match outcome {
+            TopicOutcome::Created(n) => format!("created, {n} partition(s)"),
+            TopicOutcome::Exists(n) => format!("exists, {n} partition(s)"),
+        };
+        println!("  {:<24} {what}", spec.name);
+    }
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! One module per subcommand.
+
+mod feed;
+mod infra;
+mod run;
+mod stages;
+
+use crate::cli::Command;
+use anyhow::Result;
+use chainflow_config::Config;
+use chainflow_schemas::codec::registry_settings;
+use chainflow_schemas::Codec;
+use std::sync::Arc;
+
+/// Runs `command`.
+pub async fn dispatch(command: Command, config: Config) -> Result<()> {
+    match command {
+        Command::Registry => infra::registry(&config).await,
+        Command::Migrate { print_for } => infra::migrate(&config, print_for.as_deref()).await,
+        Command::Topics => infra::topics(&config).await,
+        Command::Feed(args) => feed::feed(&config, &args).await,
+        Command::Enrich => stages::enrich(&config).await,
+        Command::Sink => stages::sink(&config).await,
+        Command::Run(args) => run::run(&config, &args).await,
+    }
+}
+
+/// A codec for the configured registry.
+pub fn codec(config: &Config) -> Result<Arc<Codec>> {
+    let r = &config.registry;
+    Ok(Arc::new(Codec::new(registry_settings(
+        &r.url,
+        &r.username,
+        r.password.expose(),
+    )?)))
+}

@@ -1,0 +1,45 @@
+//! Live progress of long-running commands (indicatif).
+
+use chainflow_kafka::StageStats;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The counters of feed, enrich and sink, shown together.
+#[derive(Clone, Default)]
+pub struct PipelineStats {
+    /// Feed.
+    pub feed: Arc<StageStats>,
+    /// Enrich.
+    pub enrich: Arc<StageStats>,
+    /// Sink.
+    pub sink: Arc<StageStats>,
+}
+
+impl PipelineStats {
+    /// One line: produced, enriched, dead-lettered, stored.
+    pub fn line(&self) -> String {
+        format!(
+            "fed {} · enriched {} · dead-lettered {} · stored {}",
+            StageStats::get(&self.feed.records_in),
+            StageStats::get(&self.enrich.records_out),
+            StageStats::get(&self.enrich.dead_letters) + StageStats::get(&self.sink.dead_letters),
+            StageStats::get(&self.sink.records_out),
+        )
+    }
+}
+
+/// A bar towards `total` (or a spinner when there is none), redrawn ten times a second.
+pub fn bar(total: Option<u64>, what: &str) -> ProgressBar {
+    let bar = match total {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {per_sec} {msg}")
+                .expect("valid template"),
+        ),
+        None => ProgressBar::new_spinner()
+            .with_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("valid template")),
+    };
+    bar.set_message(what.to_string());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
