@@ -45,9 +45,12 @@ else
   cargo install --locked tansu --version "$TANSU_VERSION" --features libsql
 fi
 
-if python3 -c 'import confluent_kafka, authlib, httpx, cachetools, attrs' >/dev/null 2>&1; then
-  log "python test client: already installed"
+# Test tools: Confluent's Schema Registry client (an independent client for the registry)
+# and chdb (an in-process current ClickHouse, to check the shipped SQL).
+if python3 -c 'import confluent_kafka, authlib, httpx, cachetools, attrs, chdb' >/dev/null 2>&1; then
+  log "python test tools: already installed"
 else
-  log "python test client: confluent-kafka (independent Schema Registry client)"
-  python3 -m pip install -q --disable-pip-version-check 'confluent-kafka>=2.6' authlib httpx cachetools attrs
+  log "python test tools: confluent-kafka, chdb-core"
+  python3 -m pip install -q --disable-pip-version-check 'confluent-kafka==2.16.1' authlib httpx cachetools attrs \
+    'chdb-core==26.9.0'
 fi

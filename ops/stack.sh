@@ -65,7 +65,13 @@ $(tail -n 20 "$STACK/logs/$name.log" 2>/dev/null)"
 launch() {
   local name="$1" dir="$2"; shift 2
   mkdir -p "$STACK/logs" "$STACK/pids" "$dir"
-  (cd "$dir" && setsid "$@" >>"$STACK/logs/$name.log" 2>&1 < /dev/null & echo $! >"$STACK/pids/$name.pid")
+  local pidfile="$STACK/pids/$name.pid"
+  rm -f "$pidfile"
+  # The service records its own pid (after setsid's fork), then becomes the service.
+  (cd "$dir" && setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >>"$STACK/logs/$name.log" 2>&1 </dev/null &)
+  local i
+  for ((i = 0; i < 40; i++)); do [ -s "$pidfile" ] && return 0; sleep 0.05; done
+  die "$name did not start (no pid file); its log: $STACK/logs/$name.log"
 }
 
 kafka_probe="timeout 1 bash -c '</dev/tcp/127.0.0.1/$KAFKA_PORT'"

@@ -66,6 +66,8 @@ pub struct RegistryConfig {
     pub password: Secret,
     /// Address `chainflow registry` listens on.
     pub listen: String,
+    /// Topic `chainflow registry` keeps its state in (one partition).
+    pub topic: String,
 }
 
 /// ClickHouse over HTTP(S).
@@ -169,6 +171,7 @@ impl Default for RegistryConfig {
             username: String::new(),
             password: Secret::default(),
             listen: "127.0.0.1:8081".into(),
+            topic: "_schemas".into(),
         }
     }
 }

@@ -76,7 +76,7 @@ impl ProductSpec {
                 ));
             }
         }
-        if params.strikes == 0 || params.strikes % 2 == 0 {
+        if params.strikes == 0 || params.strikes.is_multiple_of(2) {
             return Err(format!(
                 "{}: must be an odd number of strikes, got {}",
                 field("strikes"),

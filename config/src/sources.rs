@@ -128,7 +128,7 @@ fn scalar(raw: &str) -> Value {
         .parse::<Table>()
         .ok()
         .and_then(|mut t| t.remove("v"))
-        .filter(|v| !v.is_table() && !v.is_array())
+        .filter(|v| v.is_integer() || v.is_float() || v.is_bool())
         .unwrap_or_else(|| Value::String(raw.to_string()))
 }
 
@@ -155,5 +155,7 @@ mod tests {
         assert_eq!(scalar("0.5"), Value::Float(0.5));
         assert_eq!(scalar("true"), Value::Boolean(true));
         assert_eq!(scalar("127.0.0.1:9092"), Value::String("127.0.0.1:9092".into()));
+        // times and dates stay as written
+        assert_eq!(scalar("15:30"), Value::String("15:30".into()));
     }
 }

@@ -101,7 +101,7 @@ impl Feed {
             }
             summary.last_event_us = chain.event_time;
             let options_in_chain = chain.option_count() as u64;
-            in_flight.push(async move { delivery.await.map(|r| r.map(|_| options_in_chain)) });
+            in_flight.push(async move { delivery.await.map(|r| r.map(|_| options_in_chain).map_err(|(e, _)| e)) });
             while in_flight.len() >= IN_FLIGHT {
                 if let Some(done) = in_flight.next().await {
                     summary.count(done)?;
@@ -120,7 +120,7 @@ impl Feed {
     }
 }
 
-type Delivery = Result<Result<u64, (KafkaError, rdkafka::message::OwnedMessage)>, futures::channel::oneshot::Canceled>;
+type Delivery = Result<Result<u64, KafkaError>, futures::channel::oneshot::Canceled>;
 
 impl FeedSummary {
     fn count(&mut self, done: Delivery) -> Result<()> {
@@ -131,7 +131,7 @@ impl FeedSummary {
                 metrics::counter!("chainflow_feed_records_total", "topic" => OptionChain::TOPIC).increment(1);
                 Ok(())
             }
-            Ok(Err((e, _))) => Err(anyhow::Error::new(e).context("the broker refused a chain")),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("the broker refused a chain")),
             Err(_) => Err(anyhow::anyhow!("a delivery report was lost (producer closed)")),
         }
     }

@@ -17,8 +17,8 @@ pub use topic::SchemaTopic;
 use chainflow_config::KafkaConfig;
 use std::sync::Arc;
 
-/// Replays `_schemas` and returns the registry's routes, ready to serve.
-pub async fn open(kafka: &KafkaConfig) -> anyhow::Result<axum::Router> {
-    let (topic, store) = SchemaTopic::open(kafka).await?;
+/// Replays the registry's topic and returns its routes, ready to serve.
+pub async fn open(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<axum::Router> {
+    let (topic, store) = SchemaTopic::open(kafka, topic).await?;
     Ok(router(Arc::new(Registry::new(topic, store))))
 }

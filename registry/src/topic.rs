@@ -6,7 +6,7 @@ use crate::store::Store;
 use anyhow::{bail, Context, Result};
 use chainflow_config::KafkaConfig;
 use chainflow_kafka::{consumer_config, ensure_topics, producer_config};
-use chainflow_schemas::topics::{TopicSpec, SCHEMAS};
+use chainflow_schemas::topics::TopicSpec;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -15,36 +15,46 @@ use std::time::{Duration, Instant};
 /// Appends entries to `_schemas`.
 pub struct SchemaTopic {
     producer: FutureProducer,
+    topic: String,
 }
 
 impl SchemaTopic {
-    /// Creates `_schemas` if needed (one partition) and replays it into a [`Store`].
-    pub async fn open(kafka: &KafkaConfig) -> Result<(Self, Store)> {
+    /// Creates the topic (`_schemas` by default) if needed, with one partition, and replays
+    /// it into a [`Store`].
+    pub async fn open(kafka: &KafkaConfig, topic: &str) -> Result<(Self, Store)> {
         ensure_topics(
             kafka,
             &[TopicSpec {
-                name: SCHEMAS.into(),
+                name: topic.into(),
                 partitions: 1,
             }],
         )
         .await?;
         let kafka_for_read = kafka.clone();
-        let entries = tokio::task::spawn_blocking(move || read_all(&kafka_for_read)).await??;
+        let topic_for_read = topic.to_string();
+        let entries = tokio::task::spawn_blocking(move || read_all(&kafka_for_read, &topic_for_read)).await??;
         let mut store = Store::default();
         for (offset, entry) in &entries {
             store
                 .apply(entry)
-                .map_err(|e| anyhow::anyhow!("{SCHEMAS} offset {offset}: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("{topic} offset {offset}: {e}"))?;
         }
         tracing::info!(
             records = entries.len(),
             subjects = store.subjects(true).len(),
-            "schema registry state rebuilt from {SCHEMAS}"
+            topic,
+            "schema registry state rebuilt from its topic"
         );
         let producer: FutureProducer = producer_config(kafka)
             .create()
             .context("creating the registry producer")?;
-        Ok((Self { producer }, store))
+        Ok((
+            Self {
+                producer,
+                topic: topic.to_string(),
+            },
+            store,
+        ))
     }
 
     /// Appends `entries` in order and waits until the broker has them all.
@@ -52,52 +62,52 @@ impl SchemaTopic {
         for entry in entries {
             let key = entry.key();
             let value = entry.value();
-            let mut record = FutureRecord::to(SCHEMAS).partition(0).key(&key);
+            let mut record = FutureRecord::to(&self.topic).partition(0).key(&key);
             if let Some(v) = &value {
                 record = record.payload(v);
             }
             self.producer
                 .send(record, Duration::from_secs(30))
                 .await
-                .map_err(|(e, _)| anyhow::anyhow!("writing to {SCHEMAS}: {e}"))?;
+                .map_err(|(e, _)| anyhow::anyhow!("writing to {}: {e}", self.topic))?;
         }
         Ok(())
     }
 }
 
 /// Reads every record of `_schemas`, from the beginning to the high watermark.
-fn read_all(kafka: &KafkaConfig) -> Result<Vec<(i64, Entry)>> {
+fn read_all(kafka: &KafkaConfig, topic: &str) -> Result<Vec<(i64, Entry)>> {
     let consumer: BaseConsumer = consumer_config(kafka, "chainflow-registry-replay")
         .set("isolation.level", "read_uncommitted")
         .create()
         .context("creating the registry reader")?;
     let timeout = Duration::from_secs(30);
     let (low, high) = consumer
-        .fetch_watermarks(SCHEMAS, 0, timeout)
-        .with_context(|| format!("reading the offsets of {SCHEMAS}"))?;
+        .fetch_watermarks(topic, 0, timeout)
+        .with_context(|| format!("reading the offsets of {topic}"))?;
     let mut out = Vec::new();
     if high <= low {
         return Ok(out);
     }
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(SCHEMAS, 0, Offset::Offset(low))?;
+    tpl.add_partition_offset(topic, 0, Offset::Offset(low))?;
     consumer.assign(&tpl)?;
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut next = low;
     while next < high {
         if Instant::now() > deadline {
-            bail!("timed out reading {SCHEMAS}: at offset {next} of {high}");
+            bail!("timed out reading {topic}: at offset {next} of {high}");
         }
         let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
             continue;
         };
-        let msg = msg.with_context(|| format!("reading {SCHEMAS}"))?;
+        let msg = msg.with_context(|| format!("reading {topic}"))?;
         next = msg.offset() + 1;
         let Some(key) = msg.key() else { continue };
         match Entry::parse(key, msg.payload()) {
             Ok(Some(entry)) => out.push((msg.offset(), entry)),
             Ok(None) => {}
-            Err(e) => tracing::warn!(offset = msg.offset(), error = %e, "skipping unreadable {SCHEMAS} record"),
+            Err(e) => tracing::warn!(offset = msg.offset(), error = %e, "skipping unreadable {topic} record"),
         }
     }
     Ok(out)

@@ -51,7 +51,7 @@ pub fn provisioned(partitions: i32) -> Vec<TopicSpec> {
             name: t.to_string(),
             partitions,
         })
-        .chain(data[..3].iter().map(|t| TopicSpec {
+        .chain(data.iter().map(|t| TopicSpec {
             name: dlq(t),
             partitions: 1,
         }))
@@ -75,5 +75,6 @@ mod tests {
         assert_eq!(get(OPTION_CHAIN), 6);
         assert_eq!(get(ENRICHED_CHAIN), 6);
         assert_eq!(get("dlq.market.option_chain"), 1);
+        assert_eq!(get("dlq.enriched.option_chain"), 1);
     }
 }

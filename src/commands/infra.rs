@@ -14,7 +14,7 @@ use chainflow_sinks::ServerVersion;
 pub async fn registry(config: &Config) -> Result<()> {
     let shutdown = on_signal();
     let ready = Readiness::default();
-    let api = chainflow_registry::open(&config.kafka).await?;
+    let api = chainflow_registry::open(&config.kafka, &config.registry.topic).await?;
     ready.set_ready();
     let router = api.merge(telemetry::routes(ready)?);
     let server = telemetry::serve(&config.registry.listen, router, shutdown).await?;

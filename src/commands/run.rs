@@ -17,8 +17,9 @@ use serde::Deserialize;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// Event-time window of this run's chains.
+/// This run's chains: the configured products within an event-time window.
 struct Window {
+    products: Vec<String>,
     from_us: i64,
     to_us: i64,
 }
@@ -65,7 +66,9 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
     let feed_opts = opts.clone();
     let feed_task = tokio::spawn(async move { feed.run(&feed_opts, feed_token).await });
     let progress = bar(opts.chains, "");
+    let products: Vec<String> = config.products.keys().cloned().collect();
     let window = Window {
+        products: products.clone(),
         from_us: opts.start_us,
         to_us: i64::MAX,
     };
@@ -104,6 +107,7 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
     outcome?;
 
     let window = Window {
+        products,
         from_us: summary.first_event_us,
         to_us: summary.last_event_us,
     };
@@ -140,8 +144,9 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
     let latest: Vec<Latest> = db
         .query(
             "SELECT product, expiry, spot, pcr_oi, atm_strike, max_pain_strike FROM chain_snapshots FINAL \
-             WHERE event_time_us = ? ORDER BY product, expiry LIMIT 4",
+             WHERE has(?, product) AND event_time_us = ? ORDER BY product, expiry LIMIT 4",
         )
+        .bind(&window.products)
         .bind(window.to_us)
         .fetch_all()
         .await?;
@@ -162,8 +167,9 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
 
 async fn count(db: &Client, table: &str, w: &Window) -> Result<u64> {
     db.query(&format!(
-        "SELECT count() FROM {table} FINAL WHERE event_time_us >= ? AND event_time_us <= ?"
+        "SELECT count() FROM {table} FINAL WHERE has(?, product) AND event_time_us >= ? AND event_time_us <= ?"
     ))
+    .bind(&w.products)
     .bind(w.from_us)
     .bind(w.to_us)
     .fetch_one()

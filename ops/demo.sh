@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The main job: starts the local stack if needed, then runs the whole pipeline
+# (feed → enrich → sink) for CHAINS chains and prints what happened.
+# Usage: ops/demo.sh [CHAINS]   (default 10000)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$ROOT/ops/stack.sh" up
+eval "$("$ROOT/ops/stack.sh" env)"
+export CHAINFLOW_OBSERVABILITY__LOG_FORMAT="${CHAINFLOW_OBSERVABILITY__LOG_FORMAT:-text}"
+export RUST_LOG="${RUST_LOG:-warn}"
+exec "$ROOT/target/debug/chainflow" run --chains "${1:-10000}"

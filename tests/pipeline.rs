@@ -1,0 +1,184 @@
+//! End to end on the real stack: `chainflow run --chains N` for a product of its own, then
+//! ClickHouse must hold exactly those chains and options, with metrics equal to values
+//! recomputed here from the raw chains. Needs the local stack (ops/stack.sh up).
+
+mod common;
+
+use chainflow_config::{Product, ProductSpec};
+use chainflow_producers::ChainGenerator;
+use chainflow_schemas::OptionChain;
+use common::{config, unique};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::process::Command;
+
+const CHAINS: usize = 300;
+const SEED: u64 = 7;
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct Stored {
+    expiry: u16,
+    event_time_us: i64,
+    spot: f64,
+    strike_count: u16,
+    pcr_oi: Option<f64>,
+    pcr_volume: Option<f64>,
+    atm_strike: f64,
+    total_call_oi: i64,
+    total_put_oi: i64,
+}
+
+/// What the test expects of one chain, computed by plain sums over the raw quotes.
+struct Expected {
+    spot: f64,
+    strikes: usize,
+    call_oi: i64,
+    put_oi: i64,
+    pcr_oi: Option<f64>,
+    pcr_volume: Option<f64>,
+    atm_strike: f64,
+}
+
+fn expected(c: &OptionChain) -> Expected {
+    let call_oi: i64 = c.strikes.iter().map(|s| s.call.oi).sum();
+    let put_oi: i64 = c.strikes.iter().map(|s| s.put.oi).sum();
+    let call_vol: i64 = c.strikes.iter().map(|s| s.call.volume).sum();
+    let put_vol: i64 = c.strikes.iter().map(|s| s.put.volume).sum();
+    // nearest strike to spot, the lower one on a tie
+    let mut atm = c.strikes[0].strike;
+    for s in &c.strikes {
+        if (s.strike - c.spot).abs() < (atm - c.spot).abs() {
+            atm = s.strike;
+        }
+    }
+    Expected {
+        spot: c.spot,
+        strikes: c.strikes.len(),
+        call_oi,
+        put_oi,
+        pcr_oi: (call_oi != 0).then(|| put_oi as f64 / call_oi as f64),
+        pcr_volume: (call_vol != 0).then(|| put_vol as f64 / call_vol as f64),
+        atm_strike: atm,
+    }
+}
+
+fn close(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (Some(x), Some(y)) => (x - y).abs() <= 1e-12 * y.abs().max(1.0),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_stores_every_chain_once_with_recomputed_metrics() {
+    let cfg = config();
+    let product = format!("E2E{}", unique());
+    let params = Product {
+        spot: 21_543.25,
+        strike_step: 50.0,
+        lot_size: 50,
+        rate: 0.065,
+        dividend_yield: 0.012,
+        expiry_close: "15:30".into(),
+        time_zone: "Asia/Kolkata".into(),
+        strikes: 21,
+        expiries: 2,
+    };
+    let start_us = chrono_now_s() * 1_000_000;
+    let start = format!("{}", start_us / 1_000_000);
+    let p = |f: &str| format!("CHAINFLOW_PRODUCTS__{product}__{f}");
+    let out = Command::new(env!("CARGO_BIN_EXE_chainflow"))
+        .args([
+            "run",
+            "--chains",
+            &CHAINS.to_string(),
+            "--seed",
+            &SEED.to_string(),
+            "--timeout",
+            "300",
+        ])
+        .args(["--start", &rfc3339(start.parse().unwrap())])
+        .env(p("SPOT"), params.spot.to_string())
+        .env(p("STRIKE_STEP"), params.strike_step.to_string())
+        .env(p("LOT_SIZE"), params.lot_size.to_string())
+        .env(p("RATE"), params.rate.to_string())
+        .env(p("DIVIDEND_YIELD"), params.dividend_yield.to_string())
+        .env(p("EXPIRY_CLOSE"), &params.expiry_close)
+        .env(p("TIME_ZONE"), &params.time_zone)
+        .env("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", "")
+        .output()
+        .expect("chainflow run starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "chainflow run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("{CHAINS} chains produced")), "{stdout}");
+
+    // the chains the run produced, regenerated from the same seed, product and start
+    let spec = ProductSpec::new(&product, params).unwrap();
+    let raw: Vec<OptionChain> = ChainGenerator::new([spec], SEED, start_us).take(CHAINS).collect();
+    let options: usize = raw.iter().map(OptionChain::option_count).sum();
+
+    let db = chainflow_sinks::client(&cfg.clickhouse).with_database(&cfg.clickhouse.database);
+    let snapshots: u64 = db
+        .query("SELECT count() FROM chain_snapshots FINAL WHERE product = ?")
+        .bind(&product)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(snapshots, CHAINS as u64);
+    let stored_options: u64 = db
+        .query("SELECT count() FROM chain_options FINAL WHERE product = ?")
+        .bind(&product)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(stored_options, options as u64);
+
+    let rows: Vec<Stored> = db
+        .query(
+            "SELECT expiry, event_time_us, spot, strike_count, pcr_oi, pcr_volume, atm_strike, total_call_oi, \
+             total_put_oi FROM chain_snapshots FINAL WHERE product = ?",
+        )
+        .bind(&product)
+        .fetch_all()
+        .await
+        .unwrap();
+    let by_key: BTreeMap<(i32, i64), &Stored> = rows.iter().map(|r| ((r.expiry as i32, r.event_time_us), r)).collect();
+    assert_eq!(by_key.len(), CHAINS);
+    for c in &raw {
+        let row = by_key
+            .get(&(c.expiry, c.event_time))
+            .unwrap_or_else(|| panic!("chain {}|{} missing", c.expiry, c.event_time));
+        let e = expected(c);
+        assert_eq!(row.spot, e.spot);
+        assert_eq!(row.strike_count as usize, e.strikes);
+        assert_eq!((row.total_call_oi, row.total_put_oi), (e.call_oi, e.put_oi));
+        assert!(close(row.pcr_oi, e.pcr_oi), "pcr_oi {:?} vs {:?}", row.pcr_oi, e.pcr_oi);
+        assert!(
+            close(row.pcr_volume, e.pcr_volume),
+            "pcr_volume {:?} vs {:?}",
+            row.pcr_volume,
+            e.pcr_volume
+        );
+        assert_eq!(row.atm_strike, e.atm_strike);
+    }
+}
+
+fn chrono_now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// RFC 3339 of a Unix time in seconds (UTC).
+fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let date = chainflow_schemas::keys::date_from_days(days as i32);
+    format!("{date}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
