@@ -24,6 +24,8 @@ cargo test --workspace --quiet -- --test-threads=1 2>&1 | tee "$log"
 passed=$(grep -o '[0-9]* passed' "$log" | awk '{s += $1} END {print s + 0}')
 failed=$(grep -o '[0-9]* failed' "$log" | awk '{s += $1} END {print s + 0}')
 rm -f "$log"
+phase "docker-compose.kafka.yml"
+docker-compose -f docker-compose.kafka.yml config -q && echo "docker-compose.kafka.yml: valid"
 phase "SQL on a current ClickHouse engine (chdb)"
 target/debug/chainflow migrate --print-for 26.1 | python3 ops/check_sql.py
 t4=$SECONDS
