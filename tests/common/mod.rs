@@ -23,6 +23,14 @@ pub fn unique() -> String {
 /// A `chainflow` child process, killed when dropped.
 pub struct Proc(pub Child);
 
+impl Proc {
+    /// Asks the process to stop (SIGTERM: flush and commit) and waits for it.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        self.0.wait().expect("waiting for chainflow")
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
