@@ -123,20 +123,13 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
     let options: usize = raw.iter().map(OptionChain::option_count).sum();
 
     let db = chainflow_sinks::client(&cfg.clickhouse).with_database(&cfg.clickhouse.database);
-    let snapshots: u64 = db
-        .query("SELECT count() FROM chain_snapshots FINAL WHERE product = ?")
-        .bind(&product)
-        .fetch_one()
-        .await
-        .unwrap();
-    assert_eq!(snapshots, CHAINS as u64);
-    let stored_options: u64 = db
-        .query("SELECT count() FROM chain_options FINAL WHERE product = ?")
-        .bind(&product)
-        .fetch_one()
-        .await
-        .unwrap();
-    assert_eq!(stored_options, options as u64);
+    let count = |table: &'static str| {
+        db.query(&format!("SELECT count() FROM {table} FINAL WHERE product = ?"))
+            .bind(&product)
+            .fetch_one::<u64>()
+    };
+    assert_eq!(count("chain_snapshots").await.unwrap(), CHAINS as u64);
+    assert_eq!(count("chain_options").await.unwrap(), options as u64);
 
     let rows: Vec<Stored> = db
         .query(
