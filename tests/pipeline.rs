@@ -87,7 +87,14 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
     };
     let start_us = chrono_now_s() * 1_000_000;
     let start = format!("{}", start_us / 1_000_000);
-    let p = |f: &str| format!("CHAINFLOW_PRODUCTS__{product}__{f}");
+    // a configuration holding only this test's product
+    let file = std::env::temp_dir().join(format!("chainflow-{product}.toml"));
+    let mut table = toml::Table::new();
+    table.insert(
+        "products".into(),
+        toml::Value::try_from(BTreeMap::from([(product.clone(), params.clone())])).unwrap(),
+    );
+    std::fs::write(&file, toml::to_string(&table).unwrap()).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_chainflow"))
         .args([
             "run",
@@ -99,13 +106,8 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
             "300",
         ])
         .args(["--start", &rfc3339(start.parse().unwrap())])
-        .env(p("SPOT"), params.spot.to_string())
-        .env(p("STRIKE_STEP"), params.strike_step.to_string())
-        .env(p("LOT_SIZE"), params.lot_size.to_string())
-        .env(p("RATE"), params.rate.to_string())
-        .env(p("DIVIDEND_YIELD"), params.dividend_yield.to_string())
-        .env(p("EXPIRY_CLOSE"), &params.expiry_close)
-        .env(p("TIME_ZONE"), &params.time_zone)
+        .arg("--config")
+        .arg(&file)
         .env("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", "")
         .output()
         .expect("chainflow run starts");

@@ -392,6 +392,19 @@ mod tests {
     }
 
     #[test]
+    fn env_changes_one_field_of_a_default_product() {
+        let c = Config::load(
+            None,
+            vec![("CHAINFLOW_PRODUCTS__NIFTY__RATE".to_string(), "0.07".to_string())],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.products.len(), 8);
+        assert_eq!(c.products["NIFTY"].rate, 0.07);
+        assert_eq!(c.products["NIFTY"].strike_step, 50.0);
+    }
+
+    #[test]
     fn a_wrong_type_names_the_field() {
         let e = load("[kafka]\npartitions = \"many\"\n", &[], &[])
             .unwrap_err()

@@ -50,6 +50,11 @@ pub(crate) fn merge(
         }
         None => Table::new(),
     };
+    // Without [products] tables in the file, overlays change the default products.
+    if !table.contains_key("products") {
+        let defaults = Value::try_from(crate::default_products()).expect("default products serialize");
+        table.insert("products".into(), defaults);
+    }
     let mut vars: Vec<(String, String)> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
