@@ -175,18 +175,18 @@ async fn get_version_schema(State(r): State<Shared>, Path((subject, version)): P
 async fn register(State(r): State<Shared>, Path(subject): Path<String>, body: Bytes) -> Response {
     let result = async {
         let raw = schema_body(&body)?;
-        let id = r
+        let (id, created) = r
             .change(|store| match store.register(&subject, &raw)? {
-                Registration::Existing(id) => Ok((id, vec![])),
-                Registration::New(id, entry) => Ok((id, vec![entry])),
+                Registration::Existing(id) => Ok(((id, false), vec![])),
+                Registration::New(id, entry) => Ok(((id, true), vec![entry])),
             })
             .await?;
+        if created {
+            tracing::info!(subject = %subject, id, "schema version registered");
+        }
         Ok(json!({ "id": id }))
     }
     .await;
-    if let Ok(v) = &result {
-        tracing::info!(subject = %subject, id = %v["id"], "schema registered");
-    }
     reply(result)
 }
 
