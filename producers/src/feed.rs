@@ -7,6 +7,7 @@ use chainflow_config::Config;
 use chainflow_kafka::{producer_config, StageStats};
 use chainflow_schemas::{Codec, OptionChain, Record};
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use std::sync::Arc;
@@ -106,6 +107,10 @@ impl Feed {
                 if let Some(done) = in_flight.next().await {
                     summary.count(done)?;
                 }
+            }
+            // reap deliveries that are already acknowledged, so counts stay current
+            while let Some(Some(done)) = in_flight.next().now_or_never() {
+                summary.count(done)?;
             }
             StageStats::add(&self.stats.records_in, 1);
         }

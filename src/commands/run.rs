@@ -64,7 +64,7 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
     let started = Instant::now();
     let feed_token = shutdown.clone();
     let feed_opts = opts.clone();
-    let feed_task = tokio::spawn(async move { feed.run(&feed_opts, feed_token).await });
+    let mut feed_task = tokio::spawn(async move { feed.run(&feed_opts, feed_token).await });
     let progress = bar(opts.chains, "");
     let products: Vec<String> = config.products.keys().cloned().collect();
     let window = Window {
@@ -72,35 +72,40 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
         from_us: opts.start_us,
         to_us: i64::MAX,
     };
+    // Until the feed is done (N chains, or Ctrl-C), show progress; then wait until every
+    // chain it produced is queryable, so stopping never leaves work behind.
+    let mut target = opts.chains;
+    let mut summary = None;
     let deadline = started + Duration::from_secs(args.timeout);
     let outcome: Result<()> = loop {
         progress.set_message(stats.line());
-        match opts.chains {
-            Some(n) => {
-                let stored = count(&db, "chain_snapshots", &window).await?;
-                progress.set_position(stored);
-                if stored >= n {
-                    break Ok(());
-                }
-                if Instant::now() > deadline {
-                    break Err(anyhow::anyhow!(
-                        "timed out after {} s: {stored} of {n} chains queryable ({})",
-                        args.timeout,
-                        stats.line()
-                    ));
-                }
-            }
-            None if shutdown.is_cancelled() => break Ok(()),
-            None => {}
+        if summary.is_none() && feed_task.is_finished() {
+            let s = (&mut feed_task).await.context("feed task")??;
+            target = Some(s.chains);
+            summary = Some(s);
         }
-        if feed_task.is_finished() && opts.chains.is_none() {
-            break Ok(());
+        let stored = count(&db, "chain_snapshots", &window).await?;
+        progress.set_position(stored);
+        if let Some(n) = target {
+            if stored >= n {
+                break Ok(());
+            }
+            if Instant::now() > deadline {
+                break Err(anyhow::anyhow!(
+                    "timed out after {} s: {stored} of {n} chains queryable ({})",
+                    args.timeout,
+                    stats.line()
+                ));
+            }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let elapsed = started.elapsed();
     progress.finish_and_clear();
-    let summary = feed_task.await.context("feed task")??;
+    let summary = match summary {
+        Some(s) => s,
+        None => feed_task.await.context("feed task")??,
+    };
     stages.cancel();
     enrich_task.await.context("enrich task")??;
     sink_task.await.context("sink task")??;
@@ -134,7 +139,7 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
         "  chainflow.chain_options   {options_stored} rows (FINAL, this run; {} options produced)",
         summary.options
     );
-    if opts.chains.is_some() && (snapshots != summary.chains || options_stored != summary.options) {
+    if snapshots != summary.chains || options_stored != summary.options {
         bail!(
             "counts do not balance: {} chains / {} options produced, {snapshots} / {options_stored} stored",
             summary.chains,
