@@ -130,7 +130,11 @@ impl ChainSink {
         let mut delay = self.retry_initial;
         let decoded = loop {
             match self.codec.decode::<EnrichedOptionChain>(payload).await {
-                Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
+                Err(e) if e.is_transient() => {
+                    if shutdown.is_cancelled() {
+                        // not dead-lettered and not committed: the record is read again
+                        return Err(anyhow::Error::new(e).context("schema registry unavailable during shutdown"));
+                    }
                     tracing::warn!(error = %e, "schema registry unavailable; retrying");
                     delay = self.backoff(delay).await;
                 }
