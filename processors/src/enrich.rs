@@ -40,7 +40,7 @@ pub fn enrich_chain(
 ) -> Result<EnrichedOptionChain, InvalidChain> {
     let product = validate(chain, products)?;
     let params = ChainParams::for_chain(product, chain);
-    let analytics = analyze(chain);
+    let analytics = analyze(chain, &params);
     let m = analytics.metrics;
     Ok(EnrichedOptionChain {
         product: chain.product.clone(),

@@ -1,6 +1,7 @@
 //! Option analytics for one chain snapshot, as defined in DESIGN.md §3.
 
 pub mod bsm;
+pub mod iv;
 mod metrics;
 mod price;
 mod validate;
@@ -10,7 +11,7 @@ pub use price::{select_price, PriceChoice};
 pub use validate::{validate, InvalidChain};
 
 use chainflow_config::ProductSpec;
-use chainflow_schemas::{EnrichedOption, EnrichedStrike, OptionChain, Quote};
+use chainflow_schemas::{EnrichedOption, EnrichedStrike, OptionChain, OptionType, Quote};
 
 /// Version of these definitions, recorded on every enriched chain.
 pub const ANALYTICS_VERSION: &str = "1";
@@ -53,22 +54,34 @@ pub struct ChainAnalytics {
 }
 
 /// Enriches a validated chain.
-pub fn analyze(chain: &OptionChain) -> ChainAnalytics {
+pub fn analyze(chain: &OptionChain, params: &ChainParams) -> ChainAnalytics {
+    let inputs = |kind, strike| iv::OptionInputs {
+        kind,
+        spot: chain.spot,
+        strike,
+        t: params.time_to_expiry,
+        rate: params.rate,
+        dividend_yield: params.dividend_yield,
+    };
     let strikes: Vec<EnrichedStrike> = chain
         .strikes
         .iter()
         .map(|s| EnrichedStrike {
             strike: s.strike,
-            call: option(&s.call),
-            put: option(&s.put),
+            call: option(&s.call, &inputs(OptionType::Call, s.strike)),
+            put: option(&s.put, &inputs(OptionType::Put, s.strike)),
         })
         .collect();
     let metrics = chain_metrics(chain.spot, &strikes);
     ChainAnalytics { strikes, metrics }
 }
 
-fn option(q: &Quote) -> EnrichedOption {
+/// One option's price choice, implied volatility and Greeks (all null without a price or
+/// outside the no-arbitrage bounds).
+fn option(q: &Quote, inputs: &iv::OptionInputs) -> EnrichedOption {
     let choice = select_price(q);
+    let vol = choice.price.and_then(|p| iv::implied_vol(inputs, p));
+    let g = vol.map(|v| iv::greeks(inputs, v));
     EnrichedOption {
         bid: q.bid,
         ask: q.ask,
@@ -79,11 +92,11 @@ fn option(q: &Quote) -> EnrichedOption {
         feed_iv: q.iv,
         price: choice.price,
         price_source: choice.source,
-        iv: None,
-        delta: None,
-        gamma: None,
-        theta: None,
-        vega: None,
-        rho: None,
+        iv: vol,
+        delta: g.map(|g| g.delta),
+        gamma: g.map(|g| g.gamma),
+        theta: g.map(|g| g.theta),
+        vega: g.map(|g| g.vega),
+        rho: g.map(|g| g.rho),
     }
 }
