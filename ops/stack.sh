@@ -68,7 +68,9 @@ launch() {
   local pidfile="$STACK/pids/$name.pid"
   rm -f "$pidfile"
   # The service records its own pid (after setsid's fork), then becomes the service.
-  (cd "$dir" && setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >>"$STACK/logs/$name.log" 2>&1 </dev/null &)
+  # The whole background subshell is redirected and execs, so nothing keeps the caller's
+  # stdout open (`ops/stack.sh up | tee` ends).
+  (cd "$dir" && exec setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@") >>"$STACK/logs/$name.log" 2>&1 </dev/null &
   local i
   for ((i = 0; i < 40; i++)); do [ -s "$pidfile" ] && return 0; sleep 0.05; done
   die "$name did not start (no pid file); its log: $STACK/logs/$name.log"
