@@ -8,8 +8,6 @@ pub const OPTION_QUOTE: &str = "market.option_quote";
 pub const OPTION_CHAIN: &str = "market.option_chain";
 /// Enriched option chains.
 pub const ENRICHED_CHAIN: &str = "enriched.option_chain";
-/// Schema Registry storage (one partition).
-pub const SCHEMAS: &str = "_schemas";
 
 /// Header carrying an enriched chain's idempotency id.
 pub const HEADER_ID: &str = "chainflow.id";
@@ -40,10 +38,11 @@ pub struct TopicSpec {
     pub partitions: i32,
 }
 
-/// Every topic chainflow uses; market and enriched topics get `partitions` partitions,
-/// `_schemas` exactly one. Enriched chains share the raw chain's partition count so that
-/// a chain key lands on the same partition number in both topics.
-pub fn provisioned(partitions: i32) -> Vec<TopicSpec> {
+/// Every topic chainflow uses; market and enriched topics get `partitions` partitions, dead
+/// letters and the registry's topic (`registry.topic`, `_schemas` by default) exactly one.
+/// Enriched chains share the raw chain's partition count so that a chain key lands on the
+/// same partition number in both topics.
+pub fn provisioned(partitions: i32, registry_topic: &str) -> Vec<TopicSpec> {
     let data = [UNDERLYING, OPTION_QUOTE, OPTION_CHAIN, ENRICHED_CHAIN];
     let mut specs: Vec<TopicSpec> = data
         .iter()
@@ -57,7 +56,7 @@ pub fn provisioned(partitions: i32) -> Vec<TopicSpec> {
         }))
         .collect();
     specs.push(TopicSpec {
-        name: SCHEMAS.into(),
+        name: registry_topic.into(),
         partitions: 1,
     });
     specs
@@ -69,9 +68,9 @@ mod tests {
 
     #[test]
     fn schemas_topic_has_one_partition_and_data_topics_many() {
-        let specs = provisioned(6);
+        let specs = provisioned(6, "_schemas");
         let get = |n: &str| specs.iter().find(|s| s.name == n).unwrap().partitions;
-        assert_eq!(get(SCHEMAS), 1);
+        assert_eq!(get("_schemas"), 1);
         assert_eq!(get(OPTION_CHAIN), 6);
         assert_eq!(get(ENRICHED_CHAIN), 6);
         assert_eq!(get("dlq.market.option_chain"), 1);

@@ -53,7 +53,11 @@ pub async fn migrate(config: &Config, print_for: Option<&str>) -> Result<()> {
 
 /// Creates the topics.
 pub async fn topics(config: &Config) -> Result<()> {
-    let outcomes = ensure_topics(&config.kafka, &provisioned(config.kafka.partitions)).await?;
+    let outcomes = ensure_topics(
+        &config.kafka,
+        &provisioned(config.kafka.partitions, &config.registry.topic),
+    )
+    .await?;
     println!("Kafka at {}", config.kafka.bootstrap_servers);
     for (spec, outcome) in outcomes {
         let what = match outcome {

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use chainflow_config::Config;
 use chainflow_kafka::{ensure_topics, StageStats};
 use chainflow_processors::enrich::Enrich;
-use chainflow_producers::Feed;
+use chainflow_producers::{Feed, FeedSummary};
 use chainflow_schemas::topics::provisioned;
 use chainflow_sinks::sink::ChainSink;
 use clickhouse::Client;
@@ -41,7 +41,11 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
     serve_metrics(&config.observability.metrics_listen, ready.clone(), shutdown.clone()).await?;
     let client = chainflow_sinks::client(&config.clickhouse);
     chainflow_sinks::migrate::migrate(&client, &config.clickhouse.database).await?;
-    ensure_topics(&config.kafka, &provisioned(config.kafka.partitions)).await?;
+    ensure_topics(
+        &config.kafka,
+        &provisioned(config.kafka.partitions, &config.registry.topic),
+    )
+    .await?;
     let db = client.clone().with_database(&config.clickhouse.database);
     // Continue the simulated market after the last stored chain, so this run's chains are
     // exactly those from its start time on.
@@ -73,20 +77,21 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
         to_us: i64::MAX,
     };
     // Until the feed is done (N chains, or Ctrl-C), show progress; then wait until every
-    // chain it produced is queryable, so stopping never leaves work behind.
-    let mut target = opts.chains;
+    // chain it produced is queryable, so stopping never leaves work behind. With --chains the
+    // timeout runs from the start; otherwise it bounds the drain after Ctrl-C.
     let mut summary = None;
-    let deadline = started + Duration::from_secs(args.timeout);
+    let mut deadline = started + Duration::from_secs(args.timeout);
     let outcome: Result<()> = loop {
         progress.set_message(stats.line());
         if summary.is_none() && feed_task.is_finished() {
-            let s = (&mut feed_task).await.context("feed task")??;
-            target = Some(s.chains);
-            summary = Some(s);
+            summary = Some((&mut feed_task).await.context("feed task")??);
+            if opts.chains.is_none() {
+                deadline = Instant::now() + Duration::from_secs(args.timeout);
+            }
         }
         let stored = count(&db, "chain_snapshots", &window).await?;
         progress.set_position(stored);
-        if let Some(n) = target {
+        if let Some(n) = summary.as_ref().map(|s: &FeedSummary| s.chains).or(opts.chains) {
             if stored >= n {
                 break Ok(());
             }
