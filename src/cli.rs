@@ -1,6 +1,8 @@
 //! Command-line interface.
 
 use chainflow_config::{Config, ConfigError};
+use chrono::NaiveTime;
+use chrono_tz::Tz;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -39,6 +41,35 @@ pub enum Command {
     Sink,
     /// Run feed, enrich and sink in one process against the stack.
     Run(RunArgs),
+    /// Enrich one option chain given as JSON (FILE or standard input) and print it as JSON.
+    Analyze(AnalyzeArgs),
+}
+
+/// Options of `chainflow analyze`: the product's parameters can be overridden for the run.
+#[derive(Debug, clap::Args)]
+pub struct AnalyzeArgs {
+    /// JSON file holding one option chain (default: standard input).
+    pub file: Option<PathBuf>,
+    /// Risk-free rate, continuously compounded decimal (0.065 for 6.5%).
+    #[arg(long, value_parser = rate)]
+    pub rate: Option<f64>,
+    /// Dividend yield, continuously compounded decimal.
+    #[arg(long, value_parser = rate)]
+    pub dividend_yield: Option<f64>,
+    /// Local time at which the options expire.
+    #[arg(long, value_name = "HH:MM", value_parser = chainflow_config::parse_close)]
+    pub expiry_close: Option<NaiveTime>,
+    /// IANA time zone of the exchange, e.g. Asia/Kolkata.
+    #[arg(long, value_name = "TZ", value_parser = chainflow_config::parse_time_zone)]
+    pub time_zone: Option<Tz>,
+}
+
+/// A rate flag: a decimal between -1 and 1.
+fn rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("expected a decimal such as 0.065, got {s:?}"))?;
+    chainflow_config::check_rate(v)
 }
 
 /// Options of `chainflow feed`.

@@ -5,6 +5,7 @@
 mod common;
 
 use chainflow_config::{Product, ProductSpec};
+use chainflow_processors::analytics::{analyze, ChainParams};
 use chainflow_producers::ChainGenerator;
 use chainflow_schemas::OptionChain;
 use common::{config, unique};
@@ -26,6 +27,10 @@ struct Stored {
     atm_strike: f64,
     total_call_oi: i64,
     total_put_oi: i64,
+    max_pain_strike: Option<f64>,
+    atm_iv: Option<f64>,
+    iv_skew_25d: Option<f64>,
+    time_to_expiry: f64,
 }
 
 /// What the test expects of one chain, computed by plain sums over the raw quotes.
@@ -121,7 +126,9 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
 
     // the chains the run produced, regenerated from the same seed, product and start
     let spec = ProductSpec::new(&product, params).unwrap();
-    let raw: Vec<OptionChain> = ChainGenerator::new([spec], SEED, start_us).take(CHAINS).collect();
+    let raw: Vec<OptionChain> = ChainGenerator::new([spec.clone()], SEED, start_us)
+        .take(CHAINS)
+        .collect();
     let options: usize = raw.iter().map(OptionChain::option_count).sum();
 
     let db = chainflow_sinks::client(&cfg.clickhouse).with_database(&cfg.clickhouse.database);
@@ -136,7 +143,8 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
     let rows: Vec<Stored> = db
         .query(
             "SELECT expiry, event_time_us, spot, strike_count, pcr_oi, pcr_volume, atm_strike, total_call_oi, \
-             total_put_oi FROM chain_snapshots FINAL WHERE product = ?",
+             total_put_oi, max_pain_strike, atm_iv, iv_skew_25d, time_to_expiry FROM chain_snapshots FINAL \
+             WHERE product = ?",
         )
         .bind(&product)
         .fetch_all()
@@ -160,7 +168,34 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
             e.pcr_volume
         );
         assert_eq!(row.atm_strike, e.atm_strike);
+        // the IV-based metrics travel through Kafka and ClickHouse unchanged
+        let a = analyze(c, &ChainParams::for_chain(&spec, c));
+        assert_eq!(row.time_to_expiry, ChainParams::for_chain(&spec, c).time_to_expiry);
+        assert_eq!(
+            (row.max_pain_strike, row.atm_iv, row.iv_skew_25d),
+            (a.metrics.max_pain_strike, a.metrics.atm_iv, a.metrics.iv_skew_25d)
+        );
+        assert!(row.atm_iv.is_some(), "a generated chain has an ATM IV");
     }
+    // every priced option inside the bounds has its analytics stored
+    let missing: u64 = db
+        .query("SELECT count() FROM chain_options FINAL WHERE product = ? AND price_source != 'NONE' AND iv IS NULL")
+        .bind(&product)
+        .fetch_one()
+        .await
+        .unwrap();
+    let solved: usize = raw
+        .iter()
+        .map(|c| {
+            let a = analyze(c, &ChainParams::for_chain(&spec, c));
+            a.strikes
+                .iter()
+                .flat_map(|s| [&s.call, &s.put])
+                .filter(|o| o.price.is_some() && o.iv.is_none())
+                .count()
+        })
+        .sum();
+    assert_eq!(missing as usize, solved);
 }
 
 fn chrono_now_s() -> i64 {

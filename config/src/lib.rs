@@ -7,7 +7,7 @@ mod product;
 mod secret;
 mod sources;
 
-pub use product::{default_products, Product, ProductSpec};
+pub use product::{check_rate, default_products, parse_close, parse_time_zone, Product, ProductSpec};
 pub use secret::{is_secret_property, Secret};
 pub use sources::ConfigError;
 

@@ -69,12 +69,7 @@ impl ProductSpec {
             return Err(format!("{}: must be at least 1", field("lot_size")));
         }
         for (v, f) in [(params.rate, "rate"), (params.dividend_yield, "dividend_yield")] {
-            if !v.is_finite() || v.abs() > 1.0 {
-                return Err(format!(
-                    "{}: must be a decimal rate between -1 and 1 (0.065 for 6.5%), got {v}",
-                    field(f)
-                ));
-            }
+            check_rate(v).map_err(|e| format!("{}: {e}", field(f)))?;
         }
         if params.strikes == 0 || params.strikes.is_multiple_of(2) {
             return Err(format!(
@@ -86,17 +81,8 @@ impl ProductSpec {
         if params.expiries == 0 {
             return Err(format!("{}: must be at least 1", field("expiries")));
         }
-        let close = NaiveTime::parse_from_str(&params.expiry_close, "%H:%M").map_err(|_| {
-            format!(
-                "{}: expected HH:MM, got {:?}",
-                field("expiry_close"),
-                params.expiry_close
-            )
-        })?;
-        let tz: Tz = params
-            .time_zone
-            .parse()
-            .map_err(|_| format!("{}: unknown IANA time zone {:?}", field("time_zone"), params.time_zone))?;
+        let close = parse_close(&params.expiry_close).map_err(|e| format!("{}: {e}", field("expiry_close")))?;
+        let tz = parse_time_zone(&params.time_zone).map_err(|e| format!("{}: {e}", field("time_zone")))?;
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("products.{name:?}: product names are letters, digits and '_'"));
         }
@@ -119,6 +105,27 @@ impl ProductSpec {
             .unwrap_or_else(|| self.tz.from_utc_datetime(&local));
         instant.timestamp_micros()
     }
+}
+
+/// Checks a continuously compounded rate or yield given as a decimal.
+pub fn check_rate(v: f64) -> Result<f64, String> {
+    if v.is_finite() && v.abs() <= 1.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "must be a decimal rate between -1 and 1 (0.065 for 6.5%), got {v}"
+        ))
+    }
+}
+
+/// Parses an expiry close time `HH:MM`.
+pub fn parse_close(s: &str) -> Result<NaiveTime, String> {
+    NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| format!("expected HH:MM, got {s:?}"))
+}
+
+/// Parses an IANA time zone name such as `Asia/Kolkata`.
+pub fn parse_time_zone(s: &str) -> Result<Tz, String> {
+    s.parse().map_err(|_| format!("unknown IANA time zone {s:?}"))
 }
 
 /// The default market: eight index-like products on one exchange calendar.

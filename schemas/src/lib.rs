@@ -7,10 +7,12 @@
 pub mod clickhouse;
 pub mod codec;
 pub mod enriched;
+pub mod json;
 pub mod keys;
 pub mod market;
 pub mod topics;
 
 pub use codec::{Codec, CodecError, Record};
 pub use enriched::{EnrichedOption, EnrichedOptionChain, EnrichedStrike, PriceSource};
+pub use json::{JsonError, JsonForm};
 pub use market::{OptionChain, OptionQuote, OptionType, Quote, StrikeQuotes, UnderlyingTick};

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod analyze;
 mod feed;
 mod infra;
 mod run;
@@ -22,6 +23,7 @@ pub async fn dispatch(command: Command, config: Config) -> Result<()> {
         Command::Enrich => stages::enrich(&config).await,
         Command::Sink => stages::sink(&config).await,
         Command::Run(args) => run::run(&config, &args).await,
+        Command::Analyze(args) => analyze::analyze(&config, &args),
     }
 }
 

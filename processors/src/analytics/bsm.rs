@@ -1,10 +1,30 @@
-//! Black–Scholes–Merton prices with a continuous dividend yield.
+//! Black–Scholes–Merton prices with a continuous dividend yield, and the normal
+//! distribution they are built on.
 
 use chainflow_schemas::OptionType;
 
+/// 1/√(2π).
+const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
 /// Standard normal CDF.
+#[inline]
 pub fn norm_cdf(x: f64) -> f64 {
-    0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
+    0.5 * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2)
+}
+
+/// Standard normal density.
+#[inline]
+pub fn norm_pdf(x: f64) -> f64 {
+    INV_SQRT_2PI * (-0.5 * x * x).exp()
+}
+
+/// +1 for a call, −1 for a put.
+#[inline]
+pub fn sign(kind: OptionType) -> f64 {
+    match kind {
+        OptionType::Call => 1.0,
+        OptionType::Put => -1.0,
+    }
 }
 
 /// Price of a European option: spot `s`, strike `k`, years `t`, rate `r`, dividend
@@ -12,17 +32,14 @@ pub fn norm_cdf(x: f64) -> f64 {
 /// intrinsic value of the forward.
 pub fn price(kind: OptionType, s: f64, k: f64, t: f64, r: f64, q: f64, sigma: f64) -> f64 {
     let (df_q, df_r) = ((-q * t.max(0.0)).exp(), (-r * t.max(0.0)).exp());
-    let sign = match kind {
-        OptionType::Call => 1.0,
-        OptionType::Put => -1.0,
-    };
+    let w = sign(kind);
     if t <= 0.0 || sigma <= 0.0 {
-        return (sign * (s * df_q - k * df_r)).max(0.0);
+        return (w * (s * df_q - k * df_r)).max(0.0);
     }
     let vol = sigma * t.sqrt();
     let d1 = ((s / k).ln() + (r - q + 0.5 * sigma * sigma) * t) / vol;
     let d2 = d1 - vol;
-    sign * (s * df_q * norm_cdf(sign * d1) - k * df_r * norm_cdf(sign * d2))
+    w * (s * df_q * norm_cdf(w * d1) - k * df_r * norm_cdf(w * d2))
 }
 
 #[cfg(test)]
@@ -43,9 +60,13 @@ mod tests {
     }
 
     #[test]
-    fn normal_cdf_reference_points() {
+    fn normal_distribution_reference_points() {
         assert!((norm_cdf(0.0) - 0.5).abs() < 1e-16);
         assert!((norm_cdf(1.959963984540054) - 0.975).abs() < 1e-15);
         assert!(norm_cdf(-40.0) >= 0.0 && norm_cdf(40.0) <= 1.0);
+        // N(-10) = 7.619853024160527e-24 (Abramowitz & Stegun 26.2)
+        assert!((norm_cdf(-10.0) / 7.619_853_024_160_527e-24 - 1.0).abs() < 1e-13);
+        assert!((norm_pdf(0.0) - 0.398_942_280_401_432_7).abs() < 1e-17);
+        assert!((norm_pdf(1.0) - 0.241_970_724_519_143_37).abs() < 1e-17);
     }
 }

@@ -1,9 +1,8 @@
 //! Chain-level metrics: put-call ratios, ATM, straddle, max pain, OI totals and build-up.
 
-use chainflow_schemas::EnrichedStrike;
+use chainflow_schemas::{EnrichedOption, EnrichedStrike};
 
-/// Chain metrics of DESIGN.md §3 (the IV-based ones, `atm_iv` and `iv_skew_25d`, are
-/// computed with the implied volatilities).
+/// Chain metrics of DESIGN.md §3.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChainMetrics {
     /// Σ put OI / Σ call OI; none when Σ call OI = 0.
@@ -28,14 +27,21 @@ pub struct ChainMetrics {
     pub call_buildup_otm: i64,
     /// Σ put OI change over strikes below spot.
     pub put_buildup_otm: i64,
+    /// IV at the forward, interpolated in strike between the nearest strikes with an IV on
+    /// either side (a strike's IV is the mean of its call and put IVs, or the one there is).
+    pub atm_iv: Option<f64>,
+    /// σ(25Δ put) − σ(25Δ call), each interpolated in delta between the two out-of-the-money
+    /// options that bracket ∓0.25; none when either is not bracketed.
+    pub iv_skew_25d: Option<f64>,
 }
 
 fn ratio(num: i64, den: i64) -> Option<f64> {
     (den != 0).then(|| num as f64 / den as f64)
 }
 
-/// Computes the metrics of a non-empty chain whose strikes are sorted and unique.
-pub fn chain_metrics(spot: f64, strikes: &[EnrichedStrike]) -> ChainMetrics {
+/// Computes the metrics of a non-empty chain whose strikes are sorted and unique, with its
+/// spot and forward.
+pub fn chain_metrics(spot: f64, forward: f64, strikes: &[EnrichedStrike]) -> ChainMetrics {
     let (mut call_oi, mut put_oi, mut call_vol, mut put_vol) = (0i64, 0i64, 0i64, 0i64);
     let (mut call_otm, mut put_otm, mut call_build, mut put_build) = (0i64, 0i64, 0i64, 0i64);
     for s in strikes {
@@ -68,7 +74,69 @@ pub fn chain_metrics(spot: f64, strikes: &[EnrichedStrike]) -> ChainMetrics {
         put_oi_otm: put_otm,
         call_buildup_otm: call_build,
         put_buildup_otm: put_build,
+        atm_iv: atm_iv(forward, strikes),
+        iv_skew_25d: skew_25d(spot, strikes),
     }
+}
+
+/// A strike's IV: the mean of its call and put IVs, or the one there is.
+fn strike_iv(s: &EnrichedStrike) -> Option<f64> {
+    match (s.call.iv, s.put.iv) {
+        (Some(c), Some(p)) => Some(0.5 * (c + p)),
+        (c, p) => c.or(p),
+    }
+}
+
+/// Linear interpolation at `x` between (x0, y0) and (x1, y1).
+fn lerp(x: f64, (x0, y0): (f64, f64), (x1, y1): (f64, f64)) -> f64 {
+    if x1 == x0 {
+        y0
+    } else {
+        y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    }
+}
+
+/// IV at `forward`, linear in strike between the nearest strikes with an IV at or below
+/// and at or above it; none outside the strikes that have one.
+pub fn atm_iv(forward: f64, strikes: &[EnrichedStrike]) -> Option<f64> {
+    let split = strikes.partition_point(|s| s.strike <= forward);
+    let below = strikes[..split]
+        .iter()
+        .rev()
+        .find_map(|s| strike_iv(s).map(|iv| (s.strike, iv)))?;
+    if below.0 == forward {
+        return Some(below.1);
+    }
+    let above = strikes[split..]
+        .iter()
+        .find_map(|s| strike_iv(s).map(|iv| (s.strike, iv)))?;
+    Some(lerp(forward, below, above))
+}
+
+/// σ at `target` delta, linear in delta between the first two consecutive options of
+/// `options` (delta, iv), ordered from the money outward, whose deltas bracket it.
+fn vol_at_delta(target: f64, options: impl Iterator<Item = (f64, f64)>) -> Option<f64> {
+    let mut previous: Option<(f64, f64)> = None;
+    for point in options {
+        if let Some(p) = previous {
+            if (p.0 - target) * (point.0 - target) <= 0.0 {
+                return Some(lerp(target, p, point));
+            }
+        }
+        previous = Some(point);
+    }
+    None
+}
+
+/// σ(25Δ put) − σ(25Δ call) over the out-of-the-money options (puts below spot, calls
+/// above) that have a delta and an IV.
+pub fn skew_25d(spot: f64, strikes: &[EnrichedStrike]) -> Option<f64> {
+    let greeks = |o: &EnrichedOption| o.delta.zip(o.iv);
+    let split = strikes.partition_point(|s| s.strike < spot);
+    let put = vol_at_delta(-0.25, strikes[..split].iter().rev().filter_map(|s| greeks(&s.put)))?;
+    let above = strikes[split..].iter().skip_while(|s| s.strike == spot);
+    let call = vol_at_delta(0.25, above.filter_map(|s| greeks(&s.call)))?;
+    Some(put - call)
 }
 
 /// Index of the strike nearest to `spot` (tie → the lower strike).
@@ -117,7 +185,7 @@ pub fn max_pain(strikes: &[EnrichedStrike]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chainflow_schemas::{EnrichedOption, PriceSource};
+    use chainflow_schemas::PriceSource;
 
     fn opt(oi: i64, volume: i64, oi_change: i64, price: Option<f64>) -> EnrichedOption {
         EnrichedOption {
@@ -185,7 +253,7 @@ mod tests {
                 )
             })
             .collect();
-        let m = chain_metrics(21_543.25, &strikes);
+        let m = chain_metrics(21_543.25, 21_543.25, &strikes);
         assert_eq!(m.total_call_oi, 5_000_000);
         assert_eq!(m.total_put_oi, 5_117_000);
         assert!((m.pcr_oi.unwrap() - 1.0234).abs() < 1e-12);
@@ -209,7 +277,7 @@ mod tests {
         strikes[0].put.oi_change = -5;
         strikes[2].call.oi_change = 7;
         strikes[1].call.oi_change = 1000; // at the money: neither side's OTM
-        let m = chain_metrics(100.0, &strikes);
+        let m = chain_metrics(100.0, 100.0, &strikes);
         assert_eq!((m.call_oi_otm, m.put_oi_otm), (10, 20));
         assert_eq!((m.call_buildup_otm, m.put_buildup_otm), (7, -5));
     }
@@ -217,7 +285,7 @@ mod tests {
     #[test]
     fn zero_denominators_and_zero_oi_give_none() {
         let strikes = vec![strike(100.0, 0, 0)];
-        let m = chain_metrics(100.0, &strikes);
+        let m = chain_metrics(100.0, 100.0, &strikes);
         assert_eq!((m.pcr_oi, m.pcr_volume, m.max_pain_strike), (None, None, None));
     }
 
@@ -245,5 +313,46 @@ mod tests {
                 .collect();
             assert_eq!(max_pain(&strikes), brute_force_max_pain(&strikes));
         }
+    }
+
+    fn with_vol(k: f64, call: Option<(f64, f64)>, put: Option<(f64, f64)>) -> EnrichedStrike {
+        let mut s = strike(k, 1, 1);
+        (s.call.delta, s.call.iv) = call.unzip();
+        (s.put.delta, s.put.iv) = put.unzip();
+        s
+    }
+
+    #[test]
+    fn atm_iv_interpolates_in_strike_at_the_forward() {
+        let strikes = vec![
+            with_vol(100.0, Some((0.6, 0.20)), Some((-0.4, 0.22))), // strike IV 0.21
+            with_vol(110.0, None, None),                            // no IV: skipped
+            with_vol(120.0, Some((0.3, 0.18)), None),               // strike IV 0.18
+        ];
+        // F = 105 is a quarter of the way from 100 to 120
+        assert!((atm_iv(105.0, &strikes).unwrap() - (0.21 - 0.03 * 0.25)).abs() < 1e-15);
+        assert_eq!(atm_iv(100.0, &strikes), Some(0.5 * (0.20 + 0.22)));
+        assert_eq!(atm_iv(120.0, &strikes), Some(0.18));
+        assert_eq!(atm_iv(99.0, &strikes), None);
+        assert_eq!(atm_iv(121.0, &strikes), None);
+    }
+
+    #[test]
+    fn skew_interpolates_in_delta_over_out_of_the_money_options() {
+        let strikes = vec![
+            with_vol(80.0, None, Some((-0.10, 0.30))),
+            with_vol(90.0, None, Some((-0.20, 0.26))),
+            with_vol(95.0, None, Some((-0.30, 0.24))),
+            // at the money: neither side counts, whatever its deltas
+            with_vol(100.0, Some((0.25, 0.90)), Some((-0.25, 0.90))),
+            with_vol(105.0, Some((0.35, 0.19)), None),
+            with_vol(110.0, Some((0.15, 0.17)), None),
+        ];
+        // put: halfway between -0.20 (0.26) and -0.30 (0.24) → 0.25;
+        // call: halfway between 0.35 (0.19) and 0.15 (0.17) → 0.18
+        let skew = skew_25d(100.0, &strikes).unwrap();
+        assert!((skew - 0.07).abs() < 1e-15, "{skew}");
+        // no call reaches 0.25 delta: not bracketed
+        assert_eq!(skew_25d(100.0, &strikes[..5]), None);
     }
 }
