@@ -1,6 +1,7 @@
 //! Command-line interface.
 
 use chainflow_config::{Config, ConfigError};
+use chainflow_producers::Scenario;
 use chrono::NaiveTime;
 use chrono_tz::Tz;
 use clap::{Parser, Subcommand};
@@ -33,8 +34,8 @@ pub enum Command {
     },
     /// Create the Kafka topics with their partitions and retention (idempotent).
     Topics,
-    /// Produce option-chain snapshots to market.option_chain.
-    Feed(FeedArgs),
+    /// Produce the simulated market (ticks, quotes, chain snapshots), or play a recorded feed.
+    Feed(FeedCommand),
     /// Enrich market.option_chain into enriched.option_chain (consumer group, transactional).
     Enrich,
     /// Write enriched.option_chain to ClickHouse in batches (consumer group).
@@ -72,21 +73,66 @@ fn rate(s: &str) -> Result<f64, String> {
     chainflow_config::check_rate(v)
 }
 
-/// Options of `chainflow feed`.
+/// `chainflow feed`: the simulator, or `feed play FILE`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct FeedCommand {
+    /// Play a recording instead of simulating.
+    #[command(subcommand)]
+    pub play: Option<FeedSubcommand>,
+    #[command(flatten)]
+    pub args: FeedArgs,
+}
+
+/// Subcommands of `chainflow feed`.
+#[derive(Debug, Subcommand)]
+pub enum FeedSubcommand {
+    /// Send a recorded feed (NDJSON, or CSV chain snapshots) to the market topics with the
+    /// original keys, its timing scaled by --speed.
+    Play(PlayArgs),
+}
+
+/// Options of `chainflow feed play`.
+#[derive(Debug, clap::Args)]
+pub struct PlayArgs {
+    /// NDJSON recording (as `feed --record` writes), or a `.csv` file of chain snapshots.
+    pub file: PathBuf,
+    /// Recorded seconds per real second (2 = twice as fast; 0 = as fast as the broker takes them).
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Stop at the first bad line instead of reporting and skipping it.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// Options of the simulated feed (`chainflow feed`, `chainflow run`).
 #[derive(Debug, clap::Args)]
 pub struct FeedArgs {
-    /// Stop after this many chains (default: run until Ctrl-C).
+    /// Stop after this many chain snapshots, with their ticks and quotes (default: until Ctrl-C).
     #[arg(long)]
     pub chains: Option<u64>,
-    /// Chains per second (0 = as fast as the broker takes them; default feed.rate).
-    #[arg(long)]
+    /// Messages per second over all topics (0 = as fast as the broker takes them; default feed.rate).
+    #[arg(long, conflicts_with_all = ["profile", "speed"])]
     pub rate: Option<f64>,
-    /// Generator seed (default feed.seed).
+    /// Load profile instead of a constant rate: `spike` (200 msg/s rising by 100 every 10 s to
+    /// 2,000, held for a minute, ramped down the same way).
+    #[arg(long, value_parser = ["spike"], conflicts_with = "speed")]
+    pub profile: Option<String>,
+    /// Simulated seconds per real second (1 = real time; 60 = a minute of market per second).
+    #[arg(long)]
+    pub speed: Option<f64>,
+    /// Market scenario: `normal`, or `crash` (volatility index 15 → 80, volume ×10, fast swings).
+    #[arg(long, default_value = "normal")]
+    pub scenario: Scenario,
+    /// Simulator seed (default feed.seed).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Simulated start time, RFC 3339 (default: now).
     #[arg(long)]
     pub start: Option<String>,
+    /// Also write every produced message to this NDJSON file (replay it with `feed play`).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 }
 
 /// Options of `chainflow run`.

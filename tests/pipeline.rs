@@ -6,7 +6,7 @@ mod common;
 
 use chainflow_config::{Product, ProductSpec};
 use chainflow_processors::analytics::{analyze, ChainParams};
-use chainflow_producers::ChainGenerator;
+use chainflow_producers::sim::{MarketEvent, Pricing, Scenario, SimOptions, Simulator};
 use chainflow_schemas::OptionChain;
 use common::{config, unique};
 use serde::Deserialize;
@@ -89,6 +89,7 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
         time_zone: "Asia/Kolkata".into(),
         strikes: 21,
         expiries: 2,
+        vol_beta: 1.0,
     };
     let start_us = chrono_now_s() * 1_000_000;
     let start = format!("{}", start_us / 1_000_000);
@@ -126,7 +127,17 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
 
     // the chains the run produced, regenerated from the same seed, product and start
     let spec = ProductSpec::new(&product, params).unwrap();
-    let raw: Vec<OptionChain> = ChainGenerator::new([spec.clone()], SEED, start_us)
+    let options = SimOptions {
+        seed: SEED,
+        start_us,
+        scenario: Scenario::Normal,
+        pricing: Pricing::Ticks,
+    };
+    let raw: Vec<OptionChain> = Simulator::new([spec.clone()], options)
+        .filter_map(|e| match e {
+            MarketEvent::Chain(c) => Some(c),
+            _ => None,
+        })
         .take(CHAINS)
         .collect();
     let options: usize = raw.iter().map(OptionChain::option_count).sum();

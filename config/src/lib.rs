@@ -88,9 +88,9 @@ pub struct ClickHouseConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FeedConfig {
-    /// Chain snapshots per second in total; 0 = as fast as the broker takes them.
+    /// Messages per second over the three market topics; 0 = as fast as the broker takes them.
     pub rate: f64,
-    /// Seed of the generator, for reproducible runs.
+    /// Seed of the simulator, for reproducible runs.
     pub seed: u64,
 }
 

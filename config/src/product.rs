@@ -26,9 +26,16 @@ pub struct Product {
     /// Strikes per expiry listed by the feed (odd, centred on spot).
     #[serde(default = "default_strikes")]
     pub strikes: u32,
-    /// Weekly expiries listed by the feed.
+    /// Weekly expiries listed by the feed (a monthly one is listed as well).
     #[serde(default = "default_expiries")]
     pub expiries: u32,
+    /// The simulated underlying's volatility relative to the volatility index.
+    #[serde(default = "default_vol_beta")]
+    pub vol_beta: f64,
+}
+
+fn default_vol_beta() -> f64 {
+    1.0
 }
 
 fn default_strikes() -> u32 {
@@ -65,6 +72,7 @@ impl ProductSpec {
         };
         positive(params.spot, "spot")?;
         positive(params.strike_step, "strike_step")?;
+        positive(params.vol_beta, "vol_beta")?;
         if params.lot_size == 0 {
             return Err(format!("{}: must be at least 1", field("lot_size")));
         }
@@ -130,7 +138,7 @@ pub fn parse_time_zone(s: &str) -> Result<Tz, String> {
 
 /// The default market: eight index-like products on one exchange calendar.
 pub fn default_products() -> BTreeMap<String, Product> {
-    let p = |spot: f64, strike_step: f64, lot_size: u32| Product {
+    let p = |spot: f64, strike_step: f64, lot_size: u32, strikes: u32, vol_beta: f64| Product {
         spot,
         strike_step,
         lot_size,
@@ -138,18 +146,19 @@ pub fn default_products() -> BTreeMap<String, Product> {
         dividend_yield: 0.012,
         expiry_close: "15:30".into(),
         time_zone: "Asia/Kolkata".into(),
-        strikes: default_strikes(),
+        strikes,
         expiries: default_expiries(),
+        vol_beta,
     };
     [
-        ("NIFTY", p(21_500.0, 50.0, 50)),
-        ("BANKNIFTY", p(46_000.0, 100.0, 15)),
-        ("FINNIFTY", p(20_500.0, 50.0, 40)),
-        ("MIDCPNIFTY", p(10_500.0, 25.0, 75)),
-        ("NIFTYNXT50", p(58_000.0, 100.0, 25)),
-        ("SENSEX", p(71_000.0, 100.0, 10)),
-        ("BANKEX", p(52_000.0, 100.0, 15)),
-        ("SX40", p(8_600.0, 10.0, 100)),
+        ("NIFTY", p(21_500.0, 50.0, 50, 41, 1.0)),
+        ("BANKNIFTY", p(46_000.0, 100.0, 15, 41, 1.3)),
+        ("FINNIFTY", p(20_500.0, 50.0, 40, 31, 1.2)),
+        ("MIDCPNIFTY", p(10_500.0, 25.0, 75, 31, 1.4)),
+        ("NIFTYNXT50", p(58_000.0, 100.0, 25, 21, 1.15)),
+        ("SENSEX", p(71_000.0, 100.0, 10, 31, 0.95)),
+        ("BANKEX", p(52_000.0, 100.0, 15, 21, 1.3)),
+        ("SX40", p(8_600.0, 10.0, 100, 21, 1.1)),
     ]
     .into_iter()
     .map(|(n, p)| (n.to_string(), p))

@@ -1,143 +1,110 @@
-//! `chainflow feed`: writes generated chain snapshots to market.option_chain with an
-//! idempotent producer (acks=all), keyed `PRODUCT|YYYY-MM-DD`.
+//! `chainflow feed`: the simulated market to market.underlying, market.option_quote and
+//! market.option_chain, paced, optionally recorded to NDJSON.
 
-use crate::generator::ChainGenerator;
-use anyhow::{Context, Result};
+use crate::pacing::Pace;
+use crate::record::Recorder;
+use crate::sender::{FeedSummary, Sender};
+use crate::sim::{MarketEvent, Pricing, Scenario, SimOptions, Simulator};
+use anyhow::Result;
 use chainflow_config::Config;
-use chainflow_kafka::{producer_config, StageStats};
-use chainflow_schemas::{Codec, OptionChain, Record};
-use futures::stream::{FuturesUnordered, StreamExt};
-use futures::FutureExt;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use chainflow_kafka::StageStats;
+use chainflow_schemas::Codec;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// Deliveries awaited at once; beyond this the feed waits for the broker.
-const IN_FLIGHT: usize = 20_000;
 
 /// What to produce.
 #[derive(Debug, Clone)]
 pub struct FeedOptions {
-    /// Stop after this many chains (`None`: until shutdown).
+    /// Stop after this many chain snapshots, with the ticks and quotes before them (`None`:
+    /// until shutdown).
     pub chains: Option<u64>,
     /// Simulated start time, µs since the epoch.
     pub start_us: i64,
-    /// Chains per second (0: as fast as the broker takes them).
-    pub rate: f64,
-    /// Generator seed.
+    /// Seed of the simulator.
     pub seed: u64,
+    /// Market regime.
+    pub scenario: Scenario,
+    /// How fast messages go out.
+    pub pace: Pace,
+    /// Also write every produced message to this NDJSON file.
+    pub record: Option<PathBuf>,
 }
 
-/// What was produced.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FeedSummary {
-    /// Chains acknowledged by the broker.
-    pub chains: u64,
-    /// Options in those chains.
-    pub options: u64,
-    /// Event time of the first chain, µs.
-    pub first_event_us: i64,
-    /// Event time of the last chain, µs.
-    pub last_event_us: i64,
+/// Sleeps until `due` after `started`; false when `shutdown` came first.
+pub(crate) async fn wait_until(
+    started: Instant,
+    due: Option<std::time::Duration>,
+    shutdown: &CancellationToken,
+) -> bool {
+    match due {
+        None => !shutdown.is_cancelled(),
+        Some(d) => tokio::select! {
+            _ = shutdown.cancelled() => false,
+            _ = tokio::time::sleep_until((started + d).into()) => true,
+        },
+    }
 }
 
 /// The feed stage.
 pub struct Feed {
-    producer: FutureProducer,
-    codec: Arc<Codec>,
-    generator: ChainGenerator,
+    sender: Sender,
+    simulator: Simulator,
     stats: Arc<StageStats>,
 }
 
 impl Feed {
-    /// A feed over the configured products.
-    pub fn new(config: &Config, codec: Arc<Codec>, stats: Arc<StageStats>, seed: u64, start_us: i64) -> Result<Self> {
-        let producer: FutureProducer = producer_config(&config.kafka)
-            .create()
-            .context("creating the feed producer")?;
-        let generator = ChainGenerator::new(config.product_specs()?.into_values(), seed, start_us);
+    /// A feed of the configured products.
+    pub fn new(config: &Config, codec: Arc<Codec>, stats: Arc<StageStats>, options: &FeedOptions) -> Result<Self> {
+        let simulator = Simulator::new(
+            config.product_specs()?.into_values(),
+            SimOptions {
+                seed: options.seed,
+                start_us: options.start_us,
+                scenario: options.scenario,
+                pricing: Pricing::Ticks,
+            },
+        );
         Ok(Self {
-            producer,
-            codec,
-            generator,
+            sender: Sender::new(&config.kafka, codec)?,
+            simulator,
             stats,
         })
     }
 
-    /// Produces until `options.chains` are acknowledged or `shutdown`.
+    /// Produces until `options.chains` snapshots are sent or `shutdown`, then waits for the
+    /// broker to acknowledge everything sent.
     pub async fn run(mut self, options: &FeedOptions, shutdown: CancellationToken) -> Result<FeedSummary> {
-        let mut summary = FeedSummary::default();
-        let mut in_flight = FuturesUnordered::new();
+        self.sender.register().await?;
+        let mut recorder = options.record.as_deref().map(Recorder::create).transpose()?;
         let started = Instant::now();
-        let mut sent = 0u64;
-        while options.chains.is_none_or(|n| sent < n) && !shutdown.is_cancelled() {
-            if options.rate > 0.0 {
-                let due = started + Duration::from_secs_f64(sent as f64 / options.rate);
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep_until(due.into()) => {}
-                }
+        let (mut sent, mut chains) = (0u64, 0u64);
+        while options.chains.is_none_or(|n| chains < n) {
+            let event = self.simulator.next().expect("the simulator never ends");
+            if !wait_until(
+                started,
+                options.pace.due(sent, event.event_time() - options.start_us),
+                &shutdown,
+            )
+            .await
+            {
+                break;
             }
-            let chain = self.generator.next().expect("the generator never ends");
-            let payload = self.codec.encode(&chain).await.context("encoding a chain")?;
-            let key = chain.key();
-            let mut record = FutureRecord::to(OptionChain::TOPIC).key(&key).payload(&payload);
-            let delivery = loop {
-                match self.producer.send_result(record) {
-                    Ok(d) => break d,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                        record = r;
-                        if let Some(done) = in_flight.next().await {
-                            summary.count(done)?;
-                        }
-                    }
-                    Err((e, _)) => return Err(anyhow::Error::new(e).context("producing a chain")),
-                }
-            };
+            let key = event.key();
+            self.sender.send(&key, &event).await?;
+            if let Some(r) = &mut recorder {
+                r.write(&key, &event)?;
+            }
             sent += 1;
-            if summary.first_event_us == 0 {
-                summary.first_event_us = chain.event_time;
-            }
-            summary.last_event_us = chain.event_time;
-            let options_in_chain = chain.option_count() as u64;
-            in_flight.push(async move { delivery.await.map(|r| r.map(|_| options_in_chain).map_err(|(e, _)| e)) });
-            while in_flight.len() >= IN_FLIGHT {
-                if let Some(done) = in_flight.next().await {
-                    summary.count(done)?;
-                }
-            }
-            // reap deliveries that are already acknowledged, so counts stay current
-            while let Some(Some(done)) = in_flight.next().now_or_never() {
-                summary.count(done)?;
-            }
+            chains += matches!(event, MarketEvent::Chain(_)) as u64;
             StageStats::add(&self.stats.records_in, 1);
         }
-        while let Some(done) = in_flight.next().await {
-            summary.count(done)?;
+        if let Some(r) = recorder {
+            r.finish()?;
         }
-        self.producer
-            .flush(Duration::from_secs(30))
-            .context("flushing the feed producer")?;
-        StageStats::add(&self.stats.records_out, summary.chains);
+        let summary = self.sender.finish().await?;
+        StageStats::add(&self.stats.records_out, summary.total());
         Ok(summary)
-    }
-}
-
-type Delivery = Result<Result<u64, KafkaError>, futures::channel::oneshot::Canceled>;
-
-impl FeedSummary {
-    fn count(&mut self, done: Delivery) -> Result<()> {
-        match done {
-            Ok(Ok(options)) => {
-                self.chains += 1;
-                self.options += options;
-                metrics::counter!("chainflow_feed_records_total", "topic" => OptionChain::TOPIC).increment(1);
-                Ok(())
-            }
-            Ok(Err(e)) => Err(anyhow::Error::new(e).context("the broker refused a chain")),
-            Err(_) => Err(anyhow::anyhow!("a delivery report was lost (producer closed)")),
-        }
     }
 }

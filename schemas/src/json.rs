@@ -247,6 +247,17 @@ mod tests {
     }
 
     #[test]
+    fn every_double_survives_the_text_form_exactly() {
+        let form = JsonForm::<OptionChain>::new();
+        let mut c = chain();
+        // a value the default (non-round-trip) float parser reads one ulp off
+        c.strikes[0].put.iv = Some(0.156_717_070_330_604_59);
+        c.spot = 21_543.250_000_000_004;
+        let text = form.to_json(&c).to_string();
+        assert_eq!(form.parse(&text).unwrap(), c);
+    }
+
+    #[test]
     fn avro_numbers_and_other_offsets_are_accepted() {
         let form = JsonForm::<OptionChain>::new();
         let mut json = form.to_json(&chain());

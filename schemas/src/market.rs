@@ -5,7 +5,7 @@ use crate::{keys, topics};
 use serde::{Deserialize, Serialize};
 
 /// `CALL` or `PUT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum OptionType {
     /// The right to buy.

@@ -19,7 +19,10 @@ pub async fn dispatch(command: Command, config: Config) -> Result<()> {
         Command::Registry => infra::registry(&config).await,
         Command::Migrate { print_for } => infra::migrate(&config, print_for.as_deref()).await,
         Command::Topics => infra::topics(&config).await,
-        Command::Feed(args) => feed::feed(&config, &args).await,
+        Command::Feed(cmd) => match cmd.play {
+            Some(crate::cli::FeedSubcommand::Play(args)) => feed::play(&config, &args).await,
+            None => feed::feed(&config, &cmd.args).await,
+        },
         Command::Enrich => stages::enrich(&config).await,
         Command::Sink => stages::sink(&config).await,
         Command::Run(args) => run::run(&config, &args).await,

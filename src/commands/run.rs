@@ -62,7 +62,7 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
     let sink = ChainSink::new(config, codec.clone(), stats.sink.clone()).await?;
     let enrich_task = tokio::spawn(enrich.run(stages.clone()));
     let sink_task = tokio::spawn(sink.run(stages.clone()));
-    let feed = Feed::new(config, codec, stats.feed.clone(), opts.seed, opts.start_us)?;
+    let feed = Feed::new(config, codec, stats.feed.clone(), &opts)?;
     ready.set_ready();
 
     let started = Instant::now();
@@ -91,7 +91,7 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
         }
         let stored = count(&db, "chain_snapshots", &window).await?;
         progress.set_position(stored);
-        if let Some(n) = summary.as_ref().map(|s: &FeedSummary| s.chains).or(opts.chains) {
+        if let Some(n) = summary.as_ref().map(FeedSummary::chains).or(opts.chains) {
             if stored >= n {
                 break Ok(());
             }
@@ -116,24 +116,31 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
     sink_task.await.context("sink task")??;
     outcome?;
 
+    let (from_us, to_us) = summary.chain_times.unwrap_or((0, -1));
     let window = Window {
         products,
-        from_us: summary.first_event_us,
-        to_us: summary.last_event_us,
+        from_us,
+        to_us,
     };
     let snapshots = count(&db, "chain_snapshots", &window).await?;
     let options_stored = count(&db, "chain_options", &window).await?;
     let secs = elapsed.as_secs_f64();
-    println!(
-        "chainflow run: {} chains produced, enriched and stored in {secs:.1} s",
-        summary.chains
-    );
+    let chains = summary.chains();
+    println!("chainflow run: {chains} chains produced, enriched and stored in {secs:.1} s");
     println!(
         "  rate                      {:.0} chains/s end to end ({:.0} options/s)",
-        summary.chains as f64 / secs,
+        chains as f64 / secs,
         summary.options as f64 / secs
     );
-    println!("  market.option_chain       {} chains produced", summary.chains);
+    println!(
+        "  market.underlying         {} ticks produced",
+        summary.on(chainflow_schemas::topics::UNDERLYING)
+    );
+    println!(
+        "  market.option_quote       {} quotes produced",
+        summary.on(chainflow_schemas::topics::OPTION_QUOTE)
+    );
+    println!("  market.option_chain       {chains} chains produced");
     println!(
         "  enriched.option_chain     {} enriched, {} dead-lettered",
         StageStats::get(&stats.enrich.records_out),
@@ -144,10 +151,9 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
         "  chainflow.chain_options   {options_stored} rows (FINAL, this run; {} options produced)",
         summary.options
     );
-    if snapshots != summary.chains || options_stored != summary.options {
+    if snapshots != chains || options_stored != summary.options {
         bail!(
-            "counts do not balance: {} chains / {} options produced, {snapshots} / {options_stored} stored",
-            summary.chains,
+            "counts do not balance: {chains} chains / {} options produced, {snapshots} / {options_stored} stored",
             summary.options
         );
     }
