@@ -1,22 +1,7 @@
-//! Black–Scholes–Merton prices with a continuous dividend yield, and the normal
-//! distribution they are built on.
+//! Black–Scholes–Merton prices with a continuous dividend yield.
 
+use super::normal::norm_cdf;
 use chainflow_schemas::OptionType;
-
-/// 1/√(2π).
-const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
-
-/// Standard normal CDF.
-#[inline]
-pub fn norm_cdf(x: f64) -> f64 {
-    0.5 * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2)
-}
-
-/// Standard normal density.
-#[inline]
-pub fn norm_pdf(x: f64) -> f64 {
-    INV_SQRT_2PI * (-0.5 * x * x).exp()
-}
 
 /// +1 for a call, −1 for a put.
 #[inline]
@@ -57,16 +42,5 @@ mod tests {
         let c = price(OptionType::Call, s, k, t, r, q, 0.14);
         let p = price(OptionType::Put, s, k, t, r, q, 0.14);
         assert!((c - p - (s * (-q * t).exp() - k * (-r * t).exp())).abs() < 1e-9);
-    }
-
-    #[test]
-    fn normal_distribution_reference_points() {
-        assert!((norm_cdf(0.0) - 0.5).abs() < 1e-16);
-        assert!((norm_cdf(1.959963984540054) - 0.975).abs() < 1e-15);
-        assert!(norm_cdf(-40.0) >= 0.0 && norm_cdf(40.0) <= 1.0);
-        // N(-10) = 7.619853024160527e-24 (Abramowitz & Stegun 26.2)
-        assert!((norm_cdf(-10.0) / 7.619_853_024_160_527e-24 - 1.0).abs() < 1e-13);
-        assert!((norm_pdf(0.0) - 0.398_942_280_401_432_7).abs() < 1e-17);
-        assert!((norm_pdf(1.0) - 0.241_970_724_519_143_37).abs() < 1e-17);
     }
 }

@@ -9,13 +9,16 @@
 //! tightens on every evaluation, which converges for deep wings and minute expiries too.
 //! Every answer is checked against the target price before it is returned.
 
-use super::bsm::{norm_cdf, norm_pdf, sign};
+use super::bsm::sign;
+use super::normal::{norm_cdf_with_pdf, norm_pdf};
 use chainflow_schemas::OptionType;
 
 /// Relative accuracy, in time value, at which a solution is accepted.
 const TOLERANCE: f64 = 1e-12;
 /// Householder steps tried from a starting point before the bracketed solver takes over.
-const FAST_STEPS: usize = 4;
+const FAST_STEPS: usize = 6;
+/// Years per calendar day: theta is quoted per day.
+const PER_DAY: f64 = 1.0 / 365.0;
 /// Evaluations of the bracketed solver, at most.
 const SAFE_STEPS: usize = 100;
 
@@ -55,6 +58,8 @@ pub struct Valuation {
     rate: f64,
     dividend_yield: f64,
     sqrt_t: f64,
+    inv_sqrt_t: f64,
+    inv_spot: f64,
     df_q: f64,
     df_r: f64,
     forward: f64,
@@ -67,6 +72,8 @@ pub struct Strike {
     strike: f64,
     /// ln(F/K).
     x: f64,
+    /// F/K, which turns φ(d1) into φ(d2).
+    ratio: f64,
     /// +1 when the call is out of the money (K ≥ F), −1 when the put is.
     theta: f64,
 }
@@ -123,6 +130,8 @@ impl Valuation {
             rate,
             dividend_yield,
             sqrt_t: t.max(0.0).sqrt(),
+            inv_sqrt_t: 1.0 / t.max(0.0).sqrt(),
+            inv_spot: 1.0 / spot,
             df_q,
             df_r,
             forward: spot * df_q / df_r,
@@ -136,10 +145,12 @@ impl Valuation {
 
     /// The strike `k` under this valuation.
     pub fn strike(&self, k: f64) -> Strike {
-        let x = (self.forward / k).ln();
+        let ratio = self.forward / k;
+        let x = ratio.ln();
         Strike {
             strike: k,
             x,
+            ratio,
             theta: if x <= 0.0 { 1.0 } else { -1.0 },
         }
     }
@@ -174,7 +185,7 @@ impl Valuation {
             .householder(k, target, start)
             .or_else(|| self.bracketed(k, target))?;
         Some(Solution {
-            sigma: point.s / self.sqrt_t,
+            sigma: point.s * self.inv_sqrt_t,
             greeks: self.greeks_at(kind, k, &point),
             point,
         })
@@ -187,43 +198,53 @@ impl Valuation {
     }
 
     /// The out-of-the-money option of `k` at total volatility `s` (σ√T): a starting point
-    /// both options of the strike can share.
+    /// both options of the strike can share. One `exp` in all: φ(d2) = φ(d1)·F/K.
     #[inline]
     pub fn evaluate(&self, k: &Strike, s: f64) -> Point {
         let d1 = k.x / s + 0.5 * s;
         let d2 = d1 - s;
-        let n1 = norm_cdf(k.theta * d1);
-        let n2 = norm_cdf(k.theta * d2);
+        let pdf = norm_pdf(d1);
+        let n1 = norm_cdf_with_pdf(k.theta * d1, pdf);
+        let n2 = norm_cdf_with_pdf(k.theta * d2, pdf * k.ratio);
         Point {
             s,
             d1,
             d2,
             n1,
             n2,
-            pdf: norm_pdf(d1),
+            pdf,
             price: k.theta * (self.forward * n1 - k.strike * n2),
         }
     }
 
-    /// Third-order Householder steps on the price from `start`; `None` when they do not
-    /// reach the target within [`FAST_STEPS`] evaluations.
+    /// Third-order Householder steps from `start`; `None` when they do not reach the target
+    /// within [`FAST_STEPS`] evaluations. From a neighbour's solution the objective is the
+    /// price itself; from a cold start it is ln(price), which stays nearly linear in the
+    /// wings where the price is not.
     fn householder(&self, k: &Strike, target: f64, start: Start) -> Option<Point> {
-        let mut p = match start {
-            Start::At(p) => p,
-            Start::Guess(s) if s.is_finite() && s > 0.0 => self.evaluate(k, s),
-            _ => self.evaluate(k, cold_guess(self.forward, k, target)),
+        let (mut p, log) = match start {
+            Start::At(p) => (p, false),
+            Start::Guess(s) if s.is_finite() && s > 0.0 => (self.evaluate(k, s), false),
+            _ => (self.evaluate(k, cold_guess(self.forward, k, target)), true),
         };
+        let ln_target = if log { target.ln() } else { 0.0 };
         for _ in 0..FAST_STEPS {
             let err = p.price - target;
             if err.abs() <= TOLERANCE * target {
                 return Some(p);
             }
             let vega = self.forward * p.pdf;
-            // f'' / f' and f''' / f' of the price in s
+            // v'/v and v''/v of the price's derivative v in s
             let a = p.d1 * p.d2 / p.s;
             let b = a * a - 3.0 * k.x * k.x / (p.s * p.s * p.s * p.s) - 0.25;
-            let h = -err / vega;
-            let step = h * (1.0 + 0.5 * a * h) / (1.0 + h * (a + b * h / 6.0));
+            // the Newton step h, and the objective's second and third derivatives over its first
+            let (h, gamma, delta) = if log {
+                let g = vega / p.price;
+                ((ln_target - p.price.ln()) / g, a - g, b - 3.0 * g * a + 2.0 * g * g)
+            } else {
+                (-err / vega, a, b)
+            };
+            let step = h * (1.0 + 0.5 * gamma * h) / (1.0 + h * (gamma + delta * h / 6.0));
             let next = p.s + step;
             if !(next.is_finite() && next > 0.0) {
                 return None;
@@ -279,14 +300,14 @@ impl Valuation {
         } else {
             (1.0 - p.n1, 1.0 - p.n2)
         };
-        let sigma = p.s / self.sqrt_t;
+        let sigma = p.s * self.inv_sqrt_t;
         let carry = self.spot * self.df_q;
-        let decay = -carry * p.pdf * sigma / (2.0 * self.sqrt_t);
+        let decay = -0.5 * carry * p.pdf * sigma * self.inv_sqrt_t;
         let strike_df = k.strike * self.df_r;
         Greeks {
             delta: w * self.df_q * nd1,
-            gamma: self.df_q * p.pdf / (self.spot * p.s),
-            theta: (decay - w * self.rate * strike_df * nd2 + w * self.dividend_yield * carry * nd1) / 365.0,
+            gamma: self.df_q * p.pdf * self.inv_spot / p.s,
+            theta: (decay - w * self.rate * strike_df * nd2 + w * self.dividend_yield * carry * nd1) * PER_DAY,
             vega: carry * p.pdf * self.sqrt_t * 0.01,
             rho: w * strike_df * self.t * nd2 * 0.01,
         }
@@ -294,10 +315,24 @@ impl Valuation {
 }
 
 /// A starting total volatility for an undiscounted out-of-the-money price `target`:
-/// Brenner–Subrahmanyam near the money, the wing's scale √(2|x|) away from it.
+/// Corrado–Miller (on the call price, by parity) near the money; far in a wing, where its
+/// square root has no real value, the leading order of ln(price) ≈ −x²/(2s²).
 fn cold_guess(forward: f64, k: &Strike, target: f64) -> f64 {
-    let near = (2.0 * std::f64::consts::PI).sqrt() * target / (forward * k.strike).sqrt();
-    near.max((2.0 * k.x.abs()).sqrt() * 0.5).clamp(1e-8, 20.0)
+    let (f, strike) = (forward, k.strike);
+    let call = if k.theta > 0.0 { target } else { target + f - strike };
+    let a = call - 0.5 * (f - strike);
+    let disc = a * a - (f - strike) * (f - strike) / std::f64::consts::PI;
+    let near = (2.0 * std::f64::consts::PI).sqrt() / (f + strike) * (a + disc.max(0.0).sqrt());
+    let guess = if disc >= 0.0 && near > 0.0 {
+        near
+    } else {
+        k.x.abs() / (2.0 * ((f * strike).sqrt() / target).ln()).sqrt()
+    };
+    if guess.is_finite() && guess > 0.0 {
+        guess.clamp(1e-8, 20.0)
+    } else {
+        0.5
+    }
 }
 
 #[cfg(test)]

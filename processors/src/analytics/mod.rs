@@ -3,6 +3,7 @@
 pub mod bsm;
 pub mod iv;
 mod metrics;
+pub mod normal;
 mod options;
 mod price;
 mod validate;

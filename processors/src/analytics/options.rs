@@ -69,6 +69,13 @@ impl Trail {
         }
     }
 
+    /// Solves `strike` from this trail and extends the trail with its solution.
+    fn advance(&mut self, v: &Valuation, strike: &mut EnrichedStrike) {
+        if let Some((x, total_vol)) = solve_strike(v, strike, self) {
+            self.push(x, total_vol);
+        }
+    }
+
     fn push(&mut self, x: f64, s: f64) {
         self.far = self.near;
         self.near = Some((x, s));
@@ -130,22 +137,31 @@ pub fn enrich_options(v: &Valuation, strikes: &[StrikeQuotes]) -> Vec<EnrichedSt
     if out.is_empty() {
         return out;
     }
-    // outward from the strike at or above the forward: up first, then down, the downward
-    // walk seeded with the first two solutions of the upward one
+    // outward from the strike at or above the forward; once the first two strikes above it
+    // are solved (they seed the walk below it), one strike each way in turn: the two walks
+    // are independent, so the processor overlaps them
     let first_up = out.partition_point(|s| s.strike < v.forward()).min(out.len() - 1);
-    let (mut up, mut seeds) = (Trail::default(), Trail::default());
-    for s in &mut out[first_up..] {
-        if let Some((x, total_vol)) = solve_strike(v, s, &up) {
-            up.push(x, total_vol);
-            if seeds.far.is_none() {
-                seeds.push(x, total_vol);
-            }
+    let (below, above) = out.split_at_mut(first_up);
+    let (mut above, mut below) = (above.iter_mut(), below.iter_mut().rev());
+    let mut up = Trail::default();
+    while up.far.is_none() {
+        match above.next() {
+            Some(s) => up.advance(v, s),
+            None => break,
         }
     }
-    let mut down = seeds.reversed();
-    for s in out[..first_up].iter_mut().rev() {
-        if let Some((x, total_vol)) = solve_strike(v, s, &down) {
-            down.push(x, total_vol);
+    let mut down = up.reversed();
+    loop {
+        match (above.next(), below.next()) {
+            (None, None) => break,
+            (a, b) => {
+                if let Some(s) = a {
+                    up.advance(v, s);
+                }
+                if let Some(s) = b {
+                    down.advance(v, s);
+                }
+            }
         }
     }
     out

@@ -392,7 +392,9 @@ impl Simulator {
         let strikes = self.expiry_quotes(i, expiry, t, vol_index, regime);
         let n = strikes.len();
         // a triangular draw centred on the middle strike
-        let j = (self.rng.random_range(0..n) + self.rng.random_range(0..n)).div_ceil(2).min(n - 1);
+        let j = (self.rng.random_range(0..n) + self.rng.random_range(0..n))
+            .div_ceil(2)
+            .min(n - 1);
         let kind = if self.rng.random_bool(0.5) {
             OptionType::Call
         } else {

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The highest rate the simulator sustains to the local broker: `chainflow feed` (release
+# build), unthrottled, for CHAINS chain snapshots with their ticks and quotes; prints the
+# messages acknowledged per topic and per second. Starts the stack if needed.
+# Usage: ops/bench-feed.sh [CHAINS] [SCENARIO]   (defaults: 24000 normal)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+cargo build --release --quiet --bin chainflow
+ops/stack.sh up >/dev/null
+eval "$(ops/stack.sh env)"
+export CHAINFLOW_OBSERVABILITY__LOG_FORMAT=text RUST_LOG="${RUST_LOG:-warn}"
+echo "[bench-feed] broker store: $(du -sh "${CHAINFLOW_STACK_DIR:-$ROOT/.stack}/tansu" | cut -f1)"
+exec target/release/chainflow feed --chains "${1:-24000}" --scenario "${2:-normal}" \
+  --start 2025-01-27T03:45:00Z --set observability.metrics_listen=
