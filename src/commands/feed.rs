@@ -60,25 +60,23 @@ fn follow(progress: &ProgressBar, stats: &Arc<StageStats>) -> tokio::task::JoinH
     })
 }
 
-/// Prints what the broker acknowledged, per topic.
+/// Prints what the broker acknowledged, per topic, with rates.
 fn print_summary(verb: &str, s: &FeedSummary, secs: f64) {
+    let rate = |n: u64| n as f64 / secs.max(1e-9);
     println!(
         "{verb} {} messages in {secs:.1} s ({:.0} msg/s), acknowledged by the broker:",
         s.total(),
-        s.total() as f64 / secs.max(1e-9)
+        rate(s.total())
     );
-    println!(
-        "  {:<22} {:>9} ticks",
-        UnderlyingTick::TOPIC,
-        s.on(UnderlyingTick::TOPIC)
-    );
-    println!("  {:<22} {:>9} quotes", OptionQuote::TOPIC, s.on(OptionQuote::TOPIC));
-    println!(
-        "  {:<22} {:>9} chain snapshots ({} options)",
-        OptionChain::TOPIC,
-        s.chains(),
-        s.options
-    );
+    for (topic, what) in [
+        (UnderlyingTick::TOPIC, "ticks"),
+        (OptionQuote::TOPIC, "quotes"),
+        (OptionChain::TOPIC, "chain snapshots"),
+    ] {
+        let n = s.on(topic);
+        println!("  {topic:<22} {n:>9} {what:<16} {:>9.0}/s", rate(n));
+    }
+    println!("  ({} options in the chain snapshots)", s.options);
 }
 
 /// Produces the simulated market with a progress bar, then prints what was produced.
