@@ -29,15 +29,18 @@ impl PipelineStats {
     }
 }
 
-/// A bar towards `total` (or a spinner when there is none), redrawn ten times a second.
+/// A bar towards `total` (or a spinner with the count and rate when there is none), redrawn
+/// ten times a second.
 pub fn bar(total: Option<u64>, what: &str) -> ProgressBar {
     let bar = match total {
         Some(n) => ProgressBar::new(n).with_style(
             ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {per_sec} {msg}")
                 .expect("valid template"),
         ),
-        None => ProgressBar::new_spinner()
-            .with_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("valid template")),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {human_pos} {msg} ({per_sec})")
+                .expect("valid template"),
+        ),
     };
     bar.set_message(what.to_string());
     bar.enable_steady_tick(Duration::from_millis(100));

@@ -97,7 +97,7 @@ fn prints_every_input_field_with_analytics_and_metrics() {
     );
     let t = out["time_to_expiry"].as_f64().unwrap();
     assert!((t - (7.0 + 6.25 / 24.0) / 365.0).abs() < 1e-15, "{t}");
-    assert_eq!(out["analytics_version"], "1");
+    assert_eq!(out["analytics_version"], "2");
     assert!(out["processed_at"].as_str().unwrap().ends_with('Z'));
 }
 

@@ -4,6 +4,7 @@
 use chainflow_processors::analytics::{analyze, bsm, chain_metrics, enrich_options, max_pain, ChainParams, Valuation};
 use chainflow_schemas::{OptionChain, OptionType, Quote, StrikeQuotes};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 /// A market: spot, years, rate, dividend yield.
 fn market() -> impl Strategy<Value = (f64, f64, f64, f64)> {
@@ -20,7 +21,7 @@ fn kind() -> impl Strategy<Value = OptionType> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))), ..ProptestConfig::default() })]
 
     #[test]
     fn implied_vol_round_trips(
@@ -64,6 +65,23 @@ proptest! {
         // ∂(C − P)/∂r = K·T·e^(−rT), per 1%
         prop_assert!((gc.rho - gp.rho - strike * t * df_r * 0.01).abs() <= 1e-12 * strike * t);
     }
+}
+
+/// The round trip's first failure (kept in properties.proptest-regressions too): a deep
+/// in-the-money call whose time value is a few ulps of the formula's terms.
+#[test]
+fn deep_in_the_money_round_trip_within_the_formulas_resolution() {
+    let (spot, t, r, q) = (56185.927641210874, 0.5236157462923418, 0.0, 0.004881894946443839);
+    let (strike, sigma) = (spot * 0.9026284363179087, 0.02527462131851981);
+    let p = bsm::price(OptionType::Call, spot, strike, t, r, q, sigma);
+    let iv = Valuation::new(spot, t, r, q)
+        .implied_vol(OptionType::Call, strike, p)
+        .unwrap();
+    let back = bsm::price(OptionType::Call, spot, strike, t, r, q, iv);
+    assert!(
+        (back - p).abs() <= 4.0 * f64::EPSILON * (spot + strike),
+        "{back} vs {p}"
+    );
 }
 
 /// A chain of `n` strikes around `spot` with quotes from a smile and random OI.
@@ -127,7 +145,7 @@ fn chain_strategy() -> impl Strategy<Value = (OptionChain, ChainParams)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))), ..ProptestConfig::default() })]
 
     #[test]
     fn the_chain_walk_solves_every_option_like_a_cold_solve((chain, params) in chain_strategy()) {

@@ -112,8 +112,20 @@ fn implied_vols_recover_the_volatility_quantlib_priced() {
         let iv = v
             .implied_vol(r.kind, r.strike, r.price)
             .unwrap_or_else(|| panic!("{}: no IV for price {}", describe(&r), r.price));
-        // the price is known to 1e-9 relative + 1e-11 (QuantLib's accuracy), so the
-        // volatility to that over vega (per unit of σ), plus the solver's own 1e-9
+        // repriced at the solved volatility, the option is worth what QuantLib said to 1e-9
+        // of its time value, or QuantLib's own absolute accuracy (5.3e-12) and the formula's
+        // resolution (a few ulps of S·e^(−qT) + K·e^(−rT))
+        let time_value = r.price - v.bounds(r.kind, r.strike).0;
+        let back = bsm::price(r.kind, r.spot, r.strike, r.t, r.rate, r.dividend_yield, iv);
+        let floor = 1e-11_f64.max(8.0 * f64::EPSILON * (r.spot + r.strike));
+        assert!(
+            (back - r.price).abs() <= 1e-9 * time_value + floor,
+            "{}: solved {iv}, repriced {back} vs {} (time value {time_value})",
+            describe(&r),
+            r.price
+        );
+        // and the volatility is the one QuantLib priced at, as far as the price pins it down:
+        // the price's uncertainty over vega (per unit of σ), plus the solver's own 1e-9
         let vega = v.greeks(r.kind, r.strike, r.sigma).vega * 100.0;
         let tolerance = 1e-9 * r.sigma + (1e-9 * r.price + 1e-11) / vega;
         assert!(

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 /// Seconds each step of the spike profile lasts.
 const SPIKE_STEP_SECONDS: f64 = 10.0;
-/// Steps the spike holds its peak.
-const SPIKE_HOLD_STEPS: usize = 6;
+/// Steps the spike stays at its peak after the ramp reaches it (with that step: a minute).
+const SPIKE_HOLD_STEPS: usize = 5;
 
 /// How fast messages go out.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -85,10 +85,13 @@ mod tests {
     fn the_spike_rises_by_100_every_10_s_to_2000_holds_and_ramps_down() {
         assert_eq!(Pace::spike_rate(0.0), 200.0);
         assert_eq!(Pace::spike_rate(10.0), 300.0);
+        // reached at 180 s, held for a minute
+        assert_eq!(Pace::spike_rate(175.0), 1_900.0);
         assert_eq!(Pace::spike_rate(185.0), 2_000.0);
-        assert_eq!(Pace::spike_rate(245.0), 2_000.0);
-        assert_eq!(Pace::spike_rate(255.0), 1_900.0);
-        assert_eq!(Pace::spike_rate(425.0), 200.0);
+        assert_eq!(Pace::spike_rate(235.0), 2_000.0);
+        assert_eq!(Pace::spike_rate(245.0), 1_900.0);
+        assert_eq!(Pace::spike_rate(405.0), 300.0);
+        assert_eq!(Pace::spike_rate(415.0), 200.0);
         assert_eq!(Pace::spike_rate(10_000.0), 200.0);
         // 2,000 messages in the first 10 s, the next 3,000 by 20 s
         let due = |n| Pace::Spike.due(n, 0).unwrap().as_secs_f64();

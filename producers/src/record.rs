@@ -75,7 +75,10 @@ impl Forms {
             OptionChain::TOPIC => self.chain.from_json(value).map(MarketEvent::Chain),
             other => return Err(format!("unknown topic {other:?}: expected one of the market.* topics")),
         }
-        .map_err(|e| format!("value.{e}"))?;
+        .map_err(|e| match e.path.as_str() {
+            "." => format!("value: {}", e.message),
+            path => format!("value.{path}: {}", e.message),
+        })?;
         let key = match &v["key"] {
             Value::String(k) => k.clone(),
             Value::Null => event.key(),
@@ -134,16 +137,30 @@ pub fn read(path: &Path) -> Result<Box<dyn Iterator<Item = Result<Recorded, BadL
     }
 }
 
-/// Snapshot identity of a CSV row: product, expiry, lot size, spot, event time, seq.
+/// The parsed identity of a CSV snapshot: product, expiry, lot size, spot, event time, seq.
 type SnapshotHead = (String, i32, i32, f64, i64, i64);
 
-/// Chain snapshots from the CSV layout.
+/// The snapshot being assembled from consecutive CSV rows.
+struct Open {
+    /// The raw text of the identifying columns: consecutive rows with the same text belong
+    /// to one snapshot.
+    ident: String,
+    head: SnapshotHead,
+    strikes: Vec<StrikeQuotes>,
+    /// A bad row was (or may have been) part of it: it is not sent.
+    spoiled: bool,
+}
+
+/// Chain snapshots from the CSV layout. A row whose identifying columns do not parse
+/// cannot be placed: if the rows around it belong to one snapshot, that snapshot is
+/// skipped; if it sits between two, both are.
 struct CsvChains {
     rows: csv::StringRecordsIntoIter<BufReader<File>>,
-    /// The snapshot being assembled, and whether a bad row spoiled it.
-    open: Option<(SnapshotHead, Vec<StrikeQuotes>, bool)>,
-    /// A bad line to report before the next snapshot.
-    bad: Vec<BadLine>,
+    open: Option<Open>,
+    /// An unplaceable row came after the open snapshot's last row.
+    doubt: bool,
+    /// A bad line to report before reading on.
+    bad: Option<BadLine>,
     done: bool,
 }
 
@@ -225,14 +242,16 @@ impl CsvChains {
         Ok(Self {
             rows: csv.into_records(),
             open: None,
-            bad: Vec::new(),
+            doubt: false,
+            bad: None,
             done: false,
         })
     }
 
     /// The open snapshot as a message, unless a bad row spoiled it.
     fn close(&mut self) -> Option<Recorded> {
-        let ((product, expiry, lot_size, spot, event_time, seq), strikes, spoiled) = self.open.take()?;
+        let open = self.open.take()?;
+        let (product, expiry, lot_size, spot, event_time, seq) = open.head;
         let chain = OptionChain {
             product,
             expiry,
@@ -240,12 +259,64 @@ impl CsvChains {
             spot,
             event_time,
             seq,
-            strikes,
+            strikes: open.strikes,
         };
-        (!spoiled).then(|| Recorded {
+        (!open.spoiled).then(|| Recorded {
             key: chain.key(),
             event: MarketEvent::Chain(chain),
         })
+    }
+
+    /// Takes in one readable row; returns a finished snapshot, if the row began another.
+    fn row(&mut self, r: &csv::StringRecord) -> Option<Recorded> {
+        let line = r.position().map_or(0, |p| p.line());
+        let head = match head(r) {
+            Ok(h) => h,
+            Err(message) => {
+                self.doubt = true;
+                self.bad = Some(BadLine {
+                    line,
+                    message: format!("{message}; the snapshot it belongs to is not sent"),
+                });
+                return None;
+            }
+        };
+        let ident = (0..6)
+            .map(|i| r.get(i).unwrap_or_default().trim())
+            .collect::<Vec<_>>()
+            .join("\u{1f}");
+        let doubt = std::mem::take(&mut self.doubt);
+        let finished = match &mut self.open {
+            Some(open) if open.ident == ident => {
+                open.spoiled |= doubt;
+                None
+            }
+            _ => {
+                if let Some(open) = &mut self.open {
+                    open.spoiled |= doubt;
+                }
+                let finished = self.close();
+                self.open = Some(Open {
+                    ident,
+                    head,
+                    strikes: Vec::new(),
+                    spoiled: doubt,
+                });
+                finished
+            }
+        };
+        let open = self.open.as_mut().expect("a snapshot is open");
+        match strike_row(r) {
+            Ok(s) => open.strikes.push(s),
+            Err(message) => {
+                open.spoiled = true;
+                self.bad = Some(BadLine {
+                    line,
+                    message: format!("{message}; its snapshot is not sent"),
+                });
+            }
+        }
+        finished
     }
 }
 
@@ -254,56 +325,32 @@ impl Iterator for CsvChains {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(bad) = self.bad.pop() {
+            if let Some(bad) = self.bad.take() {
                 return Some(Err(bad));
             }
             if self.done {
                 return None;
             }
-            let Some(row) = self.rows.next() else {
-                self.done = true;
-                match self.close() {
-                    Some(r) => return Some(Ok(r)),
-                    None => continue,
-                }
-            };
-            let (line, parsed) = match row {
-                Ok(r) => (
-                    r.position().map_or(0, |p| p.line()),
-                    head(&r).map(|h| (h, strike_row(&r))),
-                ),
-                Err(e) => (e.position().map_or(0, |p| p.line()), Err(format!("unreadable: {e}"))),
-            };
-            let same = |h: &SnapshotHead, open: &Option<(SnapshotHead, Vec<StrikeQuotes>, bool)>| {
-                open.as_ref().is_some_and(|(o, _, _)| o == h)
-            };
-            match parsed {
-                Ok((h, strike)) => {
-                    let finished = if same(&h, &self.open) { None } else { self.close() };
-                    let (_, strikes, spoiled) = self.open.get_or_insert_with(|| (h, Vec::new(), false));
-                    match strike {
-                        Ok(s) => strikes.push(s),
-                        Err(message) => {
-                            *spoiled = true;
-                            self.bad.push(BadLine {
-                                line,
-                                message: format!("{message}; its snapshot is not sent"),
-                            });
-                        }
-                    }
-                    if let Some(r) = finished {
-                        return Some(Ok(r));
-                    }
-                }
-                Err(message) => {
-                    if let Some((_, _, spoiled)) = &mut self.open {
-                        *spoiled = true;
-                    }
-                    self.bad.push(BadLine {
-                        line,
-                        message: format!("{message}; the snapshot it belongs to is not sent"),
+            let finished = match self.rows.next() {
+                Some(Ok(r)) => self.row(&r),
+                Some(Err(e)) => {
+                    self.doubt = true;
+                    self.bad = Some(BadLine {
+                        line: e.position().map_or(0, |p| p.line()),
+                        message: format!("unreadable: {e}; the snapshot it belongs to is not sent"),
                     });
+                    None
                 }
+                None => {
+                    self.done = true;
+                    if let Some(open) = &mut self.open {
+                        open.spoiled |= self.doubt;
+                    }
+                    self.close()
+                }
+            };
+            if let Some(r) = finished {
+                return Some(Ok(r));
             }
         }
     }
@@ -338,4 +385,92 @@ pub fn csv_rows(chain: &OptionChain) -> String {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(seq: i64) -> OptionChain {
+        let q = Quote {
+            bid: 1.0,
+            ask: 1.5,
+            last: 1.25,
+            volume: 3,
+            oi: 40,
+            oi_change: -2,
+            iv: Some(0.2),
+        };
+        OptionChain {
+            product: "NIFTY".into(),
+            expiry: 20118,
+            lot_size: 50,
+            spot: 21543.25,
+            event_time: 1_737_949_500_000_000 + seq * 1_000_000,
+            seq,
+            strikes: (0..4)
+                .map(|i| StrikeQuotes {
+                    strike: 21_450.0 + 50.0 * i as f64,
+                    call: q.clone(),
+                    put: Quote { iv: None, ..q.clone() },
+                })
+                .collect(),
+        }
+    }
+
+    /// Reads a CSV made of three 4-strike snapshots, with `edit` applied to its lines
+    /// (line 1 is the header); returns the seqs sent and the bad line numbers.
+    fn read_csv(name: &str, edit: impl Fn(&mut Vec<String>)) -> (Vec<i64>, Vec<u64>) {
+        let mut lines = vec![CSV_HEADER.to_string()];
+        for seq in 1..=3 {
+            lines.extend(csv_rows(&chain(seq)).lines().map(str::to_string));
+        }
+        edit(&mut lines);
+        let path = std::env::temp_dir().join(format!("chainflow-csv-{}-{name}.csv", std::process::id()));
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let (mut sent, mut bad) = (Vec::new(), Vec::new());
+        for item in read(&path).unwrap() {
+            match item {
+                Ok(Recorded {
+                    event: MarketEvent::Chain(c),
+                    ..
+                }) => {
+                    assert_eq!(c, chain(c.seq), "a snapshot is sent whole");
+                    sent.push(c.seq)
+                }
+                Ok(other) => panic!("{other:?}"),
+                Err(b) => bad.push(b.line),
+            }
+        }
+        (sent, bad)
+    }
+
+    #[test]
+    fn snapshots_round_trip_through_the_csv_layout() {
+        assert_eq!(read_csv("clean", |_| {}), (vec![1, 2, 3], vec![]));
+    }
+
+    #[test]
+    fn a_bad_quote_skips_only_its_snapshot() {
+        // line 6 is the first row of the second snapshot
+        let (sent, bad) = read_csv("quote", |l| l[5] = l[5].replace(",1.5,", ",cheap,"));
+        assert_eq!((sent, bad), (vec![1, 3], vec![6]));
+        let (sent, bad) = read_csv("last-row", |l| l[12] = l[12].replace(",40,", ",-,"));
+        assert_eq!((sent, bad), (vec![1, 2], vec![13]));
+    }
+
+    #[test]
+    fn an_unplaceable_row_skips_the_snapshots_it_may_belong_to() {
+        // inside the second snapshot: only that one
+        let (sent, bad) = read_csv("inside", |l| l[6] = l[6].replacen(",2025-01-30,", ",30/01/2025,", 1));
+        assert_eq!((sent, bad), (vec![1, 3], vec![7]));
+        // between the first and the second: both
+        let (sent, bad) = read_csv("between", |l| l[5] = l[5].replacen(",2025-01-30,", ",30/01/2025,", 1));
+        assert_eq!((sent, bad), (vec![3], vec![6]));
+        // the very last row: the last snapshot
+        let (sent, bad) = read_csv("end", |l| {
+            l[12] = l[12].replacen("NIFTY,2025-01-30,50,", "NIFTY,2025-01-30,fifty,", 1)
+        });
+        assert_eq!((sent, bad), (vec![1, 2], vec![13]));
+    }
 }

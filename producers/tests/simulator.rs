@@ -139,34 +139,55 @@ fn assert_arbitrage_free(c: &OptionChain, spec: &ProductSpec) {
 fn arbitrage_free_over_a_long_run(scenario: Scenario, seconds: i64) {
     let specs = specs();
     let mut chains = 0;
-    let mut by_time: BTreeMap<(String, i64), Vec<(f64, f64)>> = BTreeMap::new();
+    type Variances = (f64, f64, Vec<(f64, f64)>);
+    let mut by_time: BTreeMap<(String, i64), Vec<Variances>> = BTreeMap::new();
     for e in run(5, scenario, Pricing::Ticks, seconds) {
         let MarketEvent::Chain(c) = e else { continue };
         let spec = &specs[&c.product];
         assert_arbitrage_free(&c, spec);
         chains += 1;
-        // total variance at the money, every tenth second, from the analytics' own IVs
+        // every tenth second: total variance at the money, and at every strike with a
+        // well-determined out-of-the-money price (20 ticks or more), from the analytics' own IVs
         if c.event_time % 10_000_000 == 0 {
             let p = ChainParams::for_chain(spec, &c);
             let a = analyze(&c, &p);
             let iv = a.metrics.atm_iv.expect("an ATM IV");
+            let t = p.time_to_expiry;
+            let forward = p.valuation(c.spot).forward();
+            let by_strike: Vec<(f64, f64)> = a
+                .strikes
+                .iter()
+                .filter_map(|s| {
+                    let otm = if s.strike >= forward { &s.call } else { &s.put };
+                    (otm.price? >= 1.0).then_some((s.strike, otm.iv? * otm.iv? * t))
+                })
+                .collect();
             by_time
                 .entry((c.product.clone(), c.event_time))
                 .or_default()
-                .push((p.time_to_expiry, iv * iv * p.time_to_expiry));
+                .push((t, iv * iv * t, by_strike));
         }
     }
     assert_eq!(chains, 24 * seconds);
+    let mut compared = 0;
     for ((product, time), mut w) in by_time {
         w.sort_by(|a, b| a.0.total_cmp(&b.0));
         assert_eq!(w.len(), 3);
         for pair in w.windows(2) {
+            let (near, far) = (&pair[0], &pair[1]);
             assert!(
-                pair[1].1 >= pair[0].1,
-                "{product} at {time}: total variance falls with expiry: {w:?}"
+                far.1 >= near.1,
+                "{product} at {time}: ATM total variance falls with expiry"
             );
+            for (k, w_near) in &near.2 {
+                if let Some((_, w_far)) = far.2.iter().find(|(k2, _)| k2 == k) {
+                    assert!(w_far >= w_near, "{product} at {time} K={k}: {w_far} < {w_near}");
+                    compared += 1;
+                }
+            }
         }
     }
+    assert!(compared > 1_000, "{compared}");
 }
 
 #[test]
@@ -179,8 +200,8 @@ fn crashing_markets_are_free_of_static_arbitrage_after_rounding() {
     arbitrage_free_over_a_long_run(Scenario::Crash, 2_400);
 }
 
-/// Contracts traded per second in NIFTY's options of the nearest expiry, from `from` to `to`
-/// seconds after the start.
+/// Contracts traded per second in NIFTY's five options of the nearest expiry nearest the
+/// money, from `from` to `to` seconds after the start (strikes listed at both times).
 fn option_volume_per_second(events: &[MarketEvent], from: i64, to: i64) -> f64 {
     let nifty: Vec<&OptionChain> = events
         .iter()
@@ -190,14 +211,24 @@ fn option_volume_per_second(events: &[MarketEvent], from: i64, to: i64) -> f64 {
         })
         .collect();
     let expiry = nifty[0].expiry;
-    let total = |s: i64| {
-        let c = nifty
+    let at = |s: i64| {
+        *nifty
             .iter()
             .find(|c| c.expiry == expiry && c.event_time == START + s * 1_000_000)
-            .expect("a snapshot at that second");
-        c.strikes.iter().map(|s| s.call.volume + s.put.volume).sum::<i64>()
+            .expect("a snapshot at that second")
     };
-    (total(to) - total(from)) as f64 / (to - from) as f64
+    let (first, last) = (at(from), at(to));
+    let mut near: Vec<_> = last.strikes.iter().collect();
+    near.sort_by(|a, b| (a.strike - last.spot).abs().total_cmp(&(b.strike - last.spot).abs()));
+    let traded: i64 = near
+        .iter()
+        .take(5)
+        .filter_map(|s| {
+            let before = first.strikes.iter().find(|b| b.strike == s.strike)?;
+            Some(s.call.volume + s.put.volume - before.call.volume - before.put.volume)
+        })
+        .sum();
+    traded as f64 / (to - from) as f64
 }
 
 #[test]
@@ -295,11 +326,24 @@ fn enriching_unrounded_chains_recovers_the_simulators_own_surface() {
     let mut checked = 0;
     for e in run(8, Scenario::Crash, Pricing::Exact, 30) {
         let MarketEvent::Chain(c) = e else { continue };
-        let a = analyze(&c, &ChainParams::for_chain(&specs[&c.product], &c));
+        let params = ChainParams::for_chain(&specs[&c.product], &c);
+        let v = params.valuation(c.spot);
+        let a = analyze(&c, &params);
         for (s, raw) in a.strikes.iter().zip(&c.strikes) {
-            for (o, q) in [(&s.call, &raw.call), (&s.put, &raw.put)] {
-                let (Some(iv), Some(surface)) = (o.iv, q.iv) else {
-                    // only prices indistinguishable from intrinsic value lose their IV
+            for (kind, o, q) in [
+                (OptionType::Call, &s.call, &raw.call),
+                (OptionType::Put, &s.put, &raw.put),
+            ] {
+                let surface = q.iv.expect("the simulator publishes its surface vol");
+                let Some(iv) = o.iv else {
+                    // only a price indistinguishable from its no-arbitrage bound loses its IV
+                    let time_value = o.price.unwrap() - v.bounds(kind, s.strike).0;
+                    assert!(
+                        time_value <= 1e-9 * o.price.unwrap().max(1.0),
+                        "{} {}: no IV",
+                        c.product,
+                        s.strike
+                    );
                     continue;
                 };
                 assert!(
@@ -313,5 +357,6 @@ fn enriching_unrounded_chains_recovers_the_simulators_own_surface() {
             }
         }
     }
-    assert!(checked > 30 * 24 * 50, "{checked}");
+    // the eight default products list 21–41 strikes: 59.5 options per chain
+    assert!(checked > 30 * 24 * 55, "{checked}");
 }

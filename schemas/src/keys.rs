@@ -9,9 +9,16 @@ fn epoch() -> NaiveDate {
     NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")
 }
 
-/// Days since 1970-01-01 (Avro `date`) → calendar date.
+/// Days since 1970-01-01 (Avro `date`) → calendar date, when chrono can represent it
+/// (about ±262,000 years).
+pub fn checked_date_from_days(days: i32) -> Option<NaiveDate> {
+    epoch().checked_add_signed(chrono::TimeDelta::days(days as i64))
+}
+
+/// Days since 1970-01-01 (Avro `date`) → calendar date; beyond chrono's range, its first or
+/// last date (validation rejects such expiries before they are used).
 pub fn date_from_days(days: i32) -> NaiveDate {
-    epoch() + chrono::TimeDelta::days(days as i64)
+    checked_date_from_days(days).unwrap_or(if days < 0 { NaiveDate::MIN } else { NaiveDate::MAX })
 }
 
 /// Calendar date → days since 1970-01-01 (Avro `date`).
@@ -66,6 +73,14 @@ mod tests {
             option_symbol("NIFTY", jan30(), 21512.5, OptionType::Put),
             "NIFTY20250130P21512.5"
         );
+    }
+
+    #[test]
+    fn dates_beyond_chronos_range_do_not_panic() {
+        assert_eq!(checked_date_from_days(i32::MAX), None);
+        assert_eq!(date_from_days(i32::MAX), NaiveDate::MAX);
+        assert_eq!(date_from_days(i32::MIN), NaiveDate::MIN);
+        assert!(chain_key("NIFTY", i32::MAX).starts_with("NIFTY|"));
     }
 
     #[test]

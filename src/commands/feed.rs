@@ -13,6 +13,9 @@ use indicatif::ProgressBar;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The slowest --rate or --speed accepted (slower would mean waiting for ever).
+const MIN_PACE: f64 = 0.001;
+
 /// Resolves the feed flags against the configuration; `default_start_us` when no --start.
 pub fn options(config: &Config, args: &FeedArgs, default_start_us: i64) -> Result<FeedOptions> {
     let start_us = match &args.start {
@@ -22,10 +25,12 @@ pub fn options(config: &Config, args: &FeedArgs, default_start_us: i64) -> Resul
         None => default_start_us,
     };
     let positive = |v: f64, flag: &str| {
-        if v.is_finite() && v > 0.0 {
+        if v.is_finite() && v >= MIN_PACE {
             Ok(v)
         } else {
-            Err(anyhow::anyhow!("{flag}: must be a positive number, got {v}"))
+            Err(anyhow::anyhow!(
+                "{flag}: must be a number of at least {MIN_PACE}, got {v}"
+            ))
         }
     };
     let pace = match (&args.profile, args.speed, args.rate.unwrap_or(config.feed.rate)) {
@@ -105,9 +110,9 @@ pub async fn feed(config: &Config, args: &FeedArgs) -> Result<()> {
 
 /// Plays a recording, then prints what was sent and every bad line.
 pub async fn play(config: &Config, args: &PlayArgs) -> Result<()> {
-    if !(args.speed.is_finite() && args.speed >= 0.0) {
+    if !(args.speed == 0.0 || args.speed.is_finite() && args.speed >= MIN_PACE) {
         anyhow::bail!(
-            "--speed: must be 0 (as fast as possible) or positive, got {}",
+            "--speed: must be 0 (as fast as possible) or at least {MIN_PACE}, got {}",
             args.speed
         );
     }

@@ -82,7 +82,7 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
     let mut summary = None;
     let mut deadline = started + Duration::from_secs(args.timeout);
     let outcome: Result<()> = loop {
-        progress.set_message(stats.line());
+        progress.set_message(format!("chains queryable · {}", stats.line()));
         if summary.is_none() && feed_task.is_finished() {
             summary = Some((&mut feed_task).await.context("feed task")??);
             if opts.chains.is_none() {

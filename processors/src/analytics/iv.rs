@@ -113,9 +113,8 @@ impl Point {
 pub enum Start {
     /// Nothing known: a closed-form guess.
     Cold,
-    /// A total volatility σ√T, e.g. extrapolated from neighbouring strikes.
-    Guess(f64),
-    /// An evaluation of the same strike, e.g. the other option's solution.
+    /// An evaluation of the same strike: the other option's solution, or a guess from the
+    /// neighbouring strikes ([`Valuation::evaluate`]).
     At(Point),
 }
 
@@ -223,8 +222,7 @@ impl Valuation {
     /// wings where the price is not.
     fn householder(&self, k: &Strike, target: f64, start: Start) -> Option<Point> {
         let (mut p, log) = match start {
-            Start::At(p) => (p, false),
-            Start::Guess(s) if s.is_finite() && s > 0.0 => (self.evaluate(k, s), false),
+            Start::At(p) if p.s.is_finite() && p.s > 0.0 => (p, false),
             _ => (self.evaluate(k, cold_guess(self.forward, k, target)), true),
         };
         let ln_target = if log { target.ln() } else { 0.0 };
@@ -263,8 +261,12 @@ impl Valuation {
         for _ in 0..SAFE_STEPS {
             let p = self.evaluate(k, s);
             let err = p.price - target;
-            if err.abs() <= TOLERANCE * target || (hi - lo) <= 1e-15 * s {
+            if err.abs() <= TOLERANCE * target {
                 return Some(p);
+            }
+            if (hi - lo) <= 1e-15 * s {
+                // the bracket cannot shrink further: accept only what the contract allows
+                return (err.abs() <= 1e-9 * target).then_some(p);
             }
             if err > 0.0 {
                 hi = s;
@@ -389,9 +391,9 @@ mod tests {
         let p = value(OptionType::Call, 21_500.0, 22_400.0, 0.05, 0.23);
         let cold = v.solve(OptionType::Call, &k, p, Start::Cold).unwrap();
         for start in [
-            Start::Guess(0.2 * 0.05f64.sqrt()),
-            Start::Guess(1e-6),
-            Start::Guess(50.0),
+            Start::At(v.evaluate(&k, 0.2 * 0.05f64.sqrt())),
+            Start::At(v.evaluate(&k, 1e-6)),
+            Start::At(v.evaluate(&k, 50.0)),
             Start::At(cold.point),
         ] {
             let s = v.solve(OptionType::Call, &k, p, start).unwrap();

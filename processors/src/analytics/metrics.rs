@@ -44,17 +44,18 @@ fn ratio(num: i64, den: i64) -> Option<f64> {
 pub fn chain_metrics(spot: f64, forward: f64, strikes: &[EnrichedStrike]) -> ChainMetrics {
     let (mut call_oi, mut put_oi, mut call_vol, mut put_vol) = (0i64, 0i64, 0i64, 0i64);
     let (mut call_otm, mut put_otm, mut call_build, mut put_build) = (0i64, 0i64, 0i64, 0i64);
+    // saturating: counts come from the feed, and absurd ones must not wrap or panic
     for s in strikes {
-        call_oi += s.call.oi;
-        put_oi += s.put.oi;
-        call_vol += s.call.volume;
-        put_vol += s.put.volume;
+        call_oi = call_oi.saturating_add(s.call.oi);
+        put_oi = put_oi.saturating_add(s.put.oi);
+        call_vol = call_vol.saturating_add(s.call.volume);
+        put_vol = put_vol.saturating_add(s.put.volume);
         if s.strike > spot {
-            call_otm += s.call.oi;
-            call_build += s.call.oi_change;
+            call_otm = call_otm.saturating_add(s.call.oi);
+            call_build = call_build.saturating_add(s.call.oi_change);
         } else if s.strike < spot {
-            put_otm += s.put.oi;
-            put_build += s.put.oi_change;
+            put_otm = put_otm.saturating_add(s.put.oi);
+            put_build = put_build.saturating_add(s.put.oi_change);
         }
     }
     let atm = atm_index(spot, strikes);
@@ -280,6 +281,14 @@ mod tests {
         let m = chain_metrics(100.0, 100.0, &strikes);
         assert_eq!((m.call_oi_otm, m.put_oi_otm), (10, 20));
         assert_eq!((m.call_buildup_otm, m.put_buildup_otm), (7, -5));
+    }
+
+    #[test]
+    fn absurd_counts_saturate_instead_of_wrapping() {
+        let strikes = vec![strike(100.0, i64::MAX, 1), strike(110.0, i64::MAX, 1)];
+        let m = chain_metrics(100.0, 100.0, &strikes);
+        assert_eq!(m.total_call_oi, i64::MAX);
+        assert_eq!(m.call_oi_otm, i64::MAX);
     }
 
     #[test]

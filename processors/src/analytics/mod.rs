@@ -18,7 +18,7 @@ use chainflow_config::ProductSpec;
 use chainflow_schemas::{EnrichedStrike, OptionChain};
 
 /// Version of these definitions, recorded on every enriched chain.
-pub const ANALYTICS_VERSION: &str = "1";
+pub const ANALYTICS_VERSION: &str = "2";
 
 /// Seconds in the 365-day year T is measured in.
 const YEAR_SECONDS: f64 = 365.0 * 86_400.0;
@@ -39,7 +39,7 @@ impl ChainParams {
     /// wall clock, so replays give the same answer).
     pub fn for_chain(product: &ProductSpec, chain: &OptionChain) -> Self {
         let expiry = chainflow_schemas::keys::date_from_days(chain.expiry);
-        let seconds = (product.expiry_instant_us(expiry) - chain.event_time) as f64 / 1e6;
+        let seconds = (product.expiry_instant_us(expiry) as f64 - chain.event_time as f64) / 1e6;
         Self {
             rate: product.params.rate,
             dividend_yield: product.params.dividend_yield,

@@ -6,6 +6,9 @@ use chainflow_schemas::OptionChain;
 use std::collections::BTreeMap;
 use thiserror::Error;
 
+/// 9999-12-31T23:59:59.999999Z, µs since the epoch.
+const LAST_EVENT_US: i64 = 253_402_300_799_999_999;
+
 /// Why a chain cannot be enriched.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum InvalidChain {
@@ -24,6 +27,12 @@ pub enum InvalidChain {
     /// Strikes out of order or repeated.
     #[error("strikes are not sorted and unique: {0} follows {1}")]
     Unsorted(f64, f64),
+    /// An expiry outside the dates ClickHouse stores (1970-01-01 to 2149-06-06).
+    #[error("expiry day {0} is outside 1970-01-01..2149-06-06")]
+    BadExpiry(i32),
+    /// An event time outside the instants the pipeline handles (years 1970 to 9999).
+    #[error("event_time {0} µs is outside 1970..9999")]
+    BadEventTime(i64),
     /// Expiry before the event's exchange date.
     #[error("expiry {expiry} is before the event date {event_date}")]
     Expired {
@@ -43,6 +52,8 @@ impl InvalidChain {
             InvalidChain::NoStrikes => "no_strikes",
             InvalidChain::BadStrike(_) => "bad_strike",
             InvalidChain::Unsorted(..) => "unsorted_strikes",
+            InvalidChain::BadExpiry(_) => "bad_expiry",
+            InvalidChain::BadEventTime(_) => "bad_event_time",
             InvalidChain::Expired { .. } => "expired",
         }
     }
@@ -74,10 +85,17 @@ pub fn validate<'a>(
         }
         previous = Some(s.strike);
     }
+    if !(0..=u16::MAX as i32).contains(&chain.expiry) {
+        return Err(InvalidChain::BadExpiry(chain.expiry));
+    }
     let expiry = date_from_days(chain.expiry);
+    if !(0..=LAST_EVENT_US).contains(&chain.event_time) {
+        return Err(InvalidChain::BadEventTime(chain.event_time));
+    }
     let event_date = chrono::DateTime::from_timestamp_micros(chain.event_time)
-        .map(|t| t.with_timezone(&product.tz).date_naive())
-        .unwrap_or(expiry);
+        .expect("an instant within 1970..9999")
+        .with_timezone(&product.tz)
+        .date_naive();
     if expiry < event_date {
         return Err(InvalidChain::Expired {
             expiry: expiry.to_string(),
@@ -152,6 +170,16 @@ mod tests {
             validate(&chain(&[50.0, 50.0]), &p).unwrap_err().kind(),
             "unsorted_strikes"
         );
+        for expiry in [-1, 70_000, i32::MAX, i32::MIN] {
+            let mut c = chain(&[21500.0]);
+            c.expiry = expiry;
+            assert_eq!(validate(&c, &p).unwrap_err(), InvalidChain::BadExpiry(expiry));
+        }
+        for t in [-1, i64::MAX, i64::MIN, LAST_EVENT_US + 1] {
+            let mut c = chain(&[21500.0]);
+            c.event_time = t;
+            assert_eq!(validate(&c, &p).unwrap_err(), InvalidChain::BadEventTime(t));
+        }
         let mut c = chain(&[21500.0]);
         c.expiry -= 1;
         let e = validate(&c, &p).unwrap_err();

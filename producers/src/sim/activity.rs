@@ -4,8 +4,8 @@
 //! interest builds up and unwinds. Volume and the change in open interest count from the
 //! start of the product's local trading day.
 
+use super::SimRng;
 use chainflow_schemas::OptionType;
-use rand::rngs::SmallRng;
 use rand::Rng;
 use std::collections::BTreeMap;
 
@@ -62,7 +62,7 @@ fn weight(kind: OptionType, distance: f64) -> f64 {
 impl Book {
     /// The option's activity, listing it (with open interest drawn around its weight) the
     /// first time it is seen.
-    pub fn get(&mut self, rng: &mut SmallRng, k: OptionKey, distance: f64) -> Activity {
+    pub fn get(&mut self, rng: &mut SimRng, k: OptionKey, distance: f64) -> Activity {
         *self.options.entry(k).or_insert_with(|| {
             let oi = (ATM_OPEN_INTEREST * weight(k.2, distance) * rng.random_range(0.5..1.5)) as i64;
             Activity {
@@ -88,7 +88,7 @@ impl Book {
     }
 
     /// One simulated second of trading in the option `k`.
-    pub fn trade(&mut self, rng: &mut SmallRng, k: OptionKey, distance: f64, activity: f64) {
+    pub fn trade(&mut self, rng: &mut SimRng, k: OptionKey, distance: f64, activity: f64) {
         let side = matches!(k.2, OptionType::Put) as usize;
         let sentiment = self.sentiment[side];
         let mut a = self.get(rng, k, distance);
@@ -103,7 +103,7 @@ impl Book {
     }
 
     /// Lets the sentiment of both sides wander (once per simulated second).
-    pub fn drift_sentiment(&mut self, rng: &mut SmallRng) {
+    pub fn drift_sentiment(&mut self, rng: &mut SimRng) {
         for s in &mut self.sentiment {
             *s = (*s * 0.999 + rng.random_range(-0.05..0.05)).clamp(-1.0, 1.0);
         }
@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn volume_accumulates_and_resets_daily_while_oi_moves_from_its_day_open() {
-        let mut rng = SmallRng::seed_from_u64(1);
+        let mut rng = SimRng::seed_from_u64(1);
         let mut book = Book::default();
         let day = chrono::NaiveDate::from_ymd_opt(2025, 1, 30).unwrap();
         assert!(!book.roll_day(day));
@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn fresh_listings_hold_most_open_interest_near_the_money() {
-        let mut rng = SmallRng::seed_from_u64(2);
+        let mut rng = SimRng::seed_from_u64(2);
         let mut book = Book::default();
         let near = book.get(&mut rng, key(1, 100.0, OptionType::Put), 0.1).oi;
         let far = book.get(&mut rng, key(1, 50.0, OptionType::Put), -2.5).oi;

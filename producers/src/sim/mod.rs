@@ -3,7 +3,8 @@
 //!
 //! The simulated clock advances one second at a time in ten 100 ms steps. Each step moves
 //! every underlying (correlated log-normal moves at the volatility index times the
-//! product's beta, with an intraday pattern, drift and jumps from the scenario); ticks and
+//! product's beta on the 365-day clock the options are priced on, with an intraday pattern
+//! whose mean is 1, and the scenario's drift and jumps); ticks and
 //! quote updates fall on random steps; at the end of each second every product publishes
 //! a chain snapshot per listed expiry. Options are priced with Black–Scholes–Merton on the
 //! product's [`Surface`] at the same spot and time the snapshot or quote reports.
@@ -24,7 +25,6 @@ use chainflow_config::ProductSpec;
 use chainflow_processors::analytics::bsm;
 use chainflow_schemas::keys::{chain_key, date_from_days, option_symbol};
 use chainflow_schemas::{OptionChain, OptionQuote, OptionType, Record, StrikeQuotes, UnderlyingTick};
-use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use std::collections::{BTreeMap, VecDeque};
@@ -33,10 +33,8 @@ use std::collections::{BTreeMap, VecDeque};
 const STEPS: i64 = 10;
 /// µs per step.
 const STEP_US: i64 = 1_000_000 / STEPS;
-/// Seconds in a year of trading time (252 sessions of 6¼ hours): volatilities are per year
-/// of trading, so a session moves as much as a trading day does.
-const TRADING_YEAR_SECONDS: f64 = 252.0 * 6.25 * 3600.0;
-/// Seconds in the 365-day year the analytics measure T in.
+/// Seconds in the 365-day year the analytics measure T in: underlyings diffuse on the same
+/// clock the options are priced on, so realised volatility matches the surface's level.
 const YEAR_SECONDS: f64 = 365.0 * 86_400.0;
 /// Correlation of each underlying with the market factor.
 const MARKET_CORRELATION: f64 = 0.8;
@@ -124,7 +122,7 @@ struct Product {
 pub struct Simulator {
     products: Vec<Product>,
     options: SimOptions,
-    rng: SmallRng,
+    rng: SimRng,
     /// Start of the next simulated second, µs.
     clock_us: i64,
     /// Log deviation of the volatility index from its regime level.
@@ -133,6 +131,10 @@ pub struct Simulator {
     seqs: BTreeMap<String, i64>,
     pending: VecDeque<MarketEvent>,
 }
+
+/// The simulator's random numbers: ChaCha8, whose stream is the same on every platform and
+/// release, so a seed reproduces a run anywhere.
+pub type SimRng = rand_chacha::ChaCha8Rng;
 
 /// Rounds a price to `tick`, as the nearest double to its decimal value.
 fn round_to(price: f64, tick: f64) -> f64 {
@@ -156,7 +158,7 @@ impl Simulator {
         Self {
             products,
             options,
-            rng: SmallRng::seed_from_u64(options.seed),
+            rng: SimRng::seed_from_u64(options.seed),
             clock_us: options.start_us,
             vol_noise: 0.0,
             seqs: BTreeMap::new(),
@@ -254,7 +256,7 @@ impl Simulator {
                 };
                 let p = &mut self.products[i];
                 let sigma = vol_index * p.spec.params.vol_beta * Self::intraday(&p.spec, step_start);
-                let years = dt / TRADING_YEAR_SECONDS;
+                let years = dt / YEAR_SECONDS;
                 let shock = MARKET_CORRELATION * market + (1.0 - MARKET_CORRELATION.powi(2)).sqrt() * own;
                 p.ln_spot +=
                     regime.drift_per_second * dt - 0.5 * sigma * sigma * years + sigma * years.sqrt() * shock + jump;
@@ -264,13 +266,14 @@ impl Simulator {
                     events.push(self.tick(i, at, &regime));
                 }
             }
-            let here = quote_at
+            // this step's quotes, generated in time order so seq rises with event time per key
+            let mut here: Vec<(i64, usize)> = quote_at
                 .iter()
                 .filter(|(s, _)| *s == step)
-                .map(|(_, i)| *i)
-                .collect::<Vec<_>>();
-            for i in here {
-                let at = step_start + self.rng.random_range(1..STEP_US);
+                .map(|&(_, i)| (step_start + self.rng.random_range(1..STEP_US), i))
+                .collect();
+            here.sort_unstable();
+            for (at, i) in here {
                 events.push(MarketEvent::Quote(self.quote(i, at, vol_index, &regime)));
             }
         }

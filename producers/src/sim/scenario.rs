@@ -80,7 +80,8 @@ impl Scenario {
                     // about −12% over the half hour while it unfolds, then sideways
                     drift_per_second: if progress < 1.0 { -0.12 / CRASH_SECONDS } else { 0.0 },
                     jumps_per_second: 1.0 / 30.0,
-                    jump: (-0.002, 0.008),
+                    // fast swings both ways: the fall itself is the drift
+                    jump: (0.0, 0.008),
                     activity: 1.0 + 9.0 * progress,
                     spread: 0.002 + 0.004 * progress,
                     ticks_per_second: (4, 5),
