@@ -3,6 +3,8 @@
 # build), unthrottled, for CHAINS chain snapshots with their ticks and quotes; prints the
 # messages acknowledged per topic and per second. Starts the stack if needed.
 # Usage: ops/bench-feed.sh [CHAINS] [SCENARIO]   (defaults: 24000 normal)
+# The messages stay in the market topics: the next `chainflow run` (or ops/demo.sh) in the
+# default consumer groups enriches and stores these chains as well before reaching its own.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -7,7 +7,7 @@ mod common;
 use chainflow_schemas::codec::registry_settings;
 use chainflow_schemas::topics::{dlq, OPTION_CHAIN};
 use chainflow_schemas::{Codec, OptionChain, Quote, Record, StrikeQuotes};
-use common::{chainflow, config, unique};
+use common::{chainflow, config, group_at_end, unique};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -27,8 +27,11 @@ async fn undecodable_and_invalid_chains_are_dead_lettered_with_the_reason() {
         .fetch_watermarks(&dlq_topic, 0, Duration::from_secs(10))
         .unwrap();
 
-    // one record that is not Avro at all, one chain for a product nobody configured
+    // one record that is not Avro at all, one chain for a product nobody configured, read by
+    // an enrich group of this test's own that starts after whatever the topic holds already
     let tag = unique();
+    let group = format!("dlq-test-enrich-{tag}");
+    group_at_end(&cfg, &group, OPTION_CHAIN);
     let garbage_key = format!("GARBAGE|{tag}");
     let garbage = b"not a confluent-framed avro record".to_vec();
     let codec = Codec::new(registry_settings(&cfg.registry.url, "", "").unwrap());
@@ -68,7 +71,10 @@ async fn undecodable_and_invalid_chains_are_dead_lettered_with_the_reason() {
 
     let enrich = chainflow(
         &["enrich"],
-        &[("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", String::new())],
+        &[
+            ("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", String::new()),
+            ("CHAINFLOW_ENRICH__GROUP_ID", group),
+        ],
     );
 
     let mut tpl = TopicPartitionList::new();

@@ -11,7 +11,7 @@ use chainflow_producers::sim::{MarketEvent, Pricing, Scenario, SimOptions, Simul
 use chainflow_schemas::codec::{registry_settings, schema_id};
 use chainflow_schemas::topics::{OPTION_CHAIN, OPTION_QUOTE, UNDERLYING};
 use chainflow_schemas::{Codec, OptionChain, OptionQuote, UnderlyingTick};
-use common::{config, unique};
+use common::{config, product_config, unique};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -53,17 +53,11 @@ fn java_partition(key: &str, partitions: i32) -> i32 {
 }
 
 /// A configuration file with one product of this test's own, and its name.
-fn product_config(tag: &str) -> (PathBuf, String, ProductSpec) {
+fn own_product(tag: &str) -> (PathBuf, String, ProductSpec) {
     let name = format!("FEED{tag}");
     let mut params = default_products().remove("NIFTY").unwrap();
     params.strikes = 11;
-    let path = std::env::temp_dir().join(format!("chainflow-{name}.toml"));
-    let mut table = toml::Table::new();
-    table.insert(
-        "products".into(),
-        toml::Value::try_from(BTreeMap::from([(name.clone(), params.clone())])).unwrap(),
-    );
-    std::fs::write(&path, toml::to_string(&table).unwrap()).unwrap();
+    let path = product_config(&name, &params);
     (path, name.clone(), ProductSpec::new(&name, params).unwrap())
 }
 
@@ -200,7 +194,7 @@ fn by_topic(events: impl IntoIterator<Item = MarketEvent>) -> BTreeMap<String, V
 #[tokio::test(flavor = "multi_thread")]
 async fn feed_produces_the_simulated_market_and_play_reproduces_a_recording() {
     let tag = unique();
-    let (config_file, product, spec) = product_config(&tag);
+    let (config_file, product, spec) = own_product(&tag);
     let cfg = config();
     let consumer: BaseConsumer = chainflow_kafka::consumer_config(&cfg.kafka, &format!("feed-test-{tag}"))
         .create()
@@ -273,7 +267,7 @@ async fn feed_produces_the_simulated_market_and_play_reproduces_a_recording() {
 #[tokio::test(flavor = "multi_thread")]
 async fn play_reports_exactly_the_bad_lines() {
     let tag = unique();
-    let (config_file, product, spec) = product_config(&tag);
+    let (config_file, product, spec) = own_product(&tag);
     let events = expected(&spec);
     let forms = chainflow_producers::record::Forms::default();
     let good: Vec<String> = events.iter().take(6).map(|e| forms.line(&e.key(), e)).collect();

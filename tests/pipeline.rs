@@ -7,8 +7,9 @@ mod common;
 use chainflow_config::{Product, ProductSpec};
 use chainflow_processors::analytics::{analyze, ChainParams};
 use chainflow_producers::sim::{MarketEvent, Pricing, Scenario, SimOptions, Simulator};
+use chainflow_schemas::topics::{ENRICHED_CHAIN, OPTION_CHAIN};
 use chainflow_schemas::OptionChain;
-use common::{config, unique};
+use common::{config, group_at_end, product_config, unique};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -93,14 +94,11 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
     };
     let start_us = chrono_now_s() * 1_000_000;
     let start = format!("{}", start_us / 1_000_000);
-    // a configuration holding only this test's product
-    let file = std::env::temp_dir().join(format!("chainflow-{product}.toml"));
-    let mut table = toml::Table::new();
-    table.insert(
-        "products".into(),
-        toml::Value::try_from(BTreeMap::from([(product.clone(), params.clone())])).unwrap(),
-    );
-    std::fs::write(&file, toml::to_string(&table).unwrap()).unwrap();
+    let file = product_config(&product, &params);
+    // enrich and sink groups of this run's own, starting after whatever the topics hold
+    let (enrich_group, sink_group) = (format!("e2e-enrich-{product}"), format!("e2e-sink-{product}"));
+    group_at_end(&cfg, &enrich_group, OPTION_CHAIN);
+    group_at_end(&cfg, &sink_group, ENRICHED_CHAIN);
     let out = Command::new(env!("CARGO_BIN_EXE_chainflow"))
         .args([
             "run",
@@ -115,6 +113,8 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
         .arg("--config")
         .arg(&file)
         .env("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", "")
+        .env("CHAINFLOW_ENRICH__GROUP_ID", &enrich_group)
+        .env("CHAINFLOW_SINK__GROUP_ID", &sink_group)
         .output()
         .expect("chainflow run starts");
     let stdout = String::from_utf8_lossy(&out.stdout);

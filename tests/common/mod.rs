@@ -2,13 +2,42 @@
 
 #![allow(dead_code)]
 
-use chainflow_config::Config;
+use chainflow_config::{Config, Product};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The configuration the stack's environment describes (`eval "$(ops/stack.sh env)"`).
 pub fn config() -> Config {
     Config::load(None, std::env::vars(), &[]).expect("configuration from the environment")
+}
+
+/// A configuration file holding only the product `name` (so a run touches nothing else).
+pub fn product_config(name: &str, params: &Product) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("chainflow-{name}.toml"));
+    let mut table = toml::Table::new();
+    table.insert(
+        "products".into(),
+        toml::Value::try_from(BTreeMap::from([(name.to_string(), params.clone())])).unwrap(),
+    );
+    std::fs::write(&path, toml::to_string(&table).unwrap()).unwrap();
+    path
+}
+
+/// A new consumer group `group` whose committed offsets are the current end of every
+/// partition of `topic`: a stage started in it reads only what arrives from now on, however
+/// much older data the shared stack holds.
+pub fn group_at_end(cfg: &Config, group: &str, topic: &str) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let consumer: BaseConsumer = chainflow_kafka::consumer_config(&cfg.kafka, group).create().unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..cfg.kafka.partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Offset(high))
+            .unwrap();
+    }
+    consumer.commit(&tpl, CommitMode::Sync).unwrap();
 }
 
 /// A unique, identifier-safe suffix for names this test run creates.
