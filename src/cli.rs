@@ -1,7 +1,7 @@
 //! Command-line interface.
 
-use chainflow_config::{Config, ConfigError};
-use chainflow_producers::Scenario;
+use chainflow_config::{Config, ConfigError, LogFormat};
+use chainflow_feed::Scenario;
 use chrono::NaiveTime;
 use chrono_tz::Tz;
 use clap::{Parser, Subcommand};
@@ -17,8 +17,33 @@ pub struct Cli {
     /// Override one setting, e.g. `--set kafka.bootstrap_servers=127.0.0.1:9093` (repeatable).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+    /// Log lines on standard error: `auto` (text on a terminal, JSON otherwise), `text` or
+    /// `json`; wins over observability.log_format from the environment or the file.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// Text on a terminal, JSON otherwise.
+    Auto,
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(a: LogFormatArg) -> Self {
+        match a {
+            LogFormatArg::Auto => LogFormat::Auto,
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
 }
 
 /// What to run.
@@ -36,7 +61,7 @@ pub enum Command {
     Topics,
     /// Produce the simulated market (ticks, quotes, chain snapshots), or play a recorded feed.
     Feed(FeedCommand),
-    /// Enrich market.option_chain into enriched.option_chain (consumer group, transactional).
+    /// Enrich market.option_chain into enriched.option_chain (consumer group).
     Enrich,
     /// Write enriched.option_chain to ClickHouse in batches (consumer group).
     Sink,
@@ -44,6 +69,20 @@ pub enum Command {
     Run(RunArgs),
     /// Enrich one option chain given as JSON (FILE or standard input) and print it as JSON.
     Analyze(AnalyzeArgs),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `chainflow config`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration (file, environment, --set) and say what it points at.
+    Check {
+        /// Also print the effective configuration as TOML, every secret redacted.
+        #[arg(long)]
+        print: bool,
+    },
 }
 
 /// Options of `chainflow analyze`: the product's parameters can be overridden for the run.
@@ -63,6 +102,32 @@ pub struct AnalyzeArgs {
     /// IANA time zone of the exchange, e.g. Asia/Kolkata.
     #[arg(long, value_name = "TZ", value_parser = chainflow_config::parse_time_zone)]
     pub time_zone: Option<Tz>,
+}
+
+/// The slowest --rate or --speed accepted (slower would mean waiting for ever).
+const MIN_PACE: f64 = 0.001;
+
+/// A pace flag (`--speed`): a number of at least [`MIN_PACE`].
+fn pace(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= MIN_PACE => Ok(v),
+        _ => Err(format!("must be a number of at least {MIN_PACE}, got {s:?}")),
+    }
+}
+
+/// A pace flag where 0 means as fast as possible (`--rate`, `feed play --speed`).
+fn pace_or_zero(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v == 0.0 => Ok(v),
+        _ => pace(s).map_err(|e| format!("{e} (or 0: as fast as possible)")),
+    }
+}
+
+/// An RFC 3339 time, as µs since the epoch.
+fn rfc3339_us(s: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| format!("expected an RFC 3339 time such as 2025-01-30T09:15:00Z ({e})"))
 }
 
 /// A rate flag: a decimal between -1 and 1.
@@ -98,7 +163,7 @@ pub struct PlayArgs {
     /// NDJSON recording (as `feed --record` writes), or a `.csv` file of chain snapshots.
     pub file: PathBuf,
     /// Recorded seconds per real second (2 = twice as fast; 0 = as fast as the broker takes them).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = pace_or_zero)]
     pub speed: f64,
     /// Stop at the first bad line instead of reporting and skipping it.
     #[arg(long)]
@@ -112,14 +177,14 @@ pub struct FeedArgs {
     #[arg(long)]
     pub chains: Option<u64>,
     /// Messages per second over all topics (0 = as fast as the broker takes them; default feed.rate).
-    #[arg(long, conflicts_with_all = ["profile", "speed"])]
+    #[arg(long, conflicts_with_all = ["profile", "speed"], value_parser = pace_or_zero)]
     pub rate: Option<f64>,
     /// Load profile instead of a constant rate: `spike` (200 msg/s rising by 100 every 10 s to
     /// 2,000, held for a minute, ramped down the same way).
     #[arg(long, value_parser = ["spike"], conflicts_with = "speed")]
     pub profile: Option<String>,
     /// Simulated seconds per real second (1 = real time; 60 = a minute of market per second).
-    #[arg(long)]
+    #[arg(long, value_parser = pace)]
     pub speed: Option<f64>,
     /// Market scenario: `normal`, or `crash` (volatility index 15 → 80, volume ×10, fast swings).
     #[arg(long, default_value = "normal")]
@@ -128,8 +193,8 @@ pub struct FeedArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Simulated start time, RFC 3339 (default: now).
-    #[arg(long)]
-    pub start: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = rfc3339_us)]
+    pub start: Option<i64>,
     /// Also write every produced message to this NDJSON file (replay it with `feed play`).
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
@@ -146,8 +211,18 @@ pub struct RunArgs {
 }
 
 impl Cli {
-    /// Loads the configuration: file, then CHAINFLOW_* variables, then --set.
+    /// Loads the configuration: file, then CHAINFLOW_* variables, then --set, then
+    /// --log-format.
     pub fn load_config(&self) -> Result<Config, ConfigError> {
-        Config::load(self.config.as_deref(), std::env::vars(), &self.overrides)
+        let mut overrides = self.overrides.clone();
+        if let Some(f) = self.log_format {
+            let name = match LogFormat::from(f) {
+                LogFormat::Auto => "auto",
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            };
+            overrides.push(format!("observability.log_format={name}"));
+        }
+        Config::load(self.config.as_deref(), std::env::vars(), &overrides)
     }
 }

@@ -1,6 +1,6 @@
 //! Live progress of long-running commands (indicatif).
 
-use chainflow_kafka::StageStats;
+use chainflow_runtime::StageStats;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,4 +45,15 @@ pub fn bar(total: Option<u64>, what: &str) -> ProgressBar {
     bar.set_message(what.to_string());
     bar.enable_steady_tick(Duration::from_millis(100));
     bar
+}
+
+/// Redraws `progress` from a stage's input counter, ten times a second, until aborted.
+pub fn follow(progress: &ProgressBar, stats: &Arc<StageStats>) -> tokio::task::JoinHandle<()> {
+    let (progress, stats) = (progress.clone(), stats.clone());
+    tokio::spawn(async move {
+        loop {
+            progress.set_position(StageStats::get(&stats.records_in));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
 }

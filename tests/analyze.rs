@@ -1,28 +1,17 @@
 //! `chainflow analyze` as a user runs it: a JSON chain in, the enriched chain out, no Kafka.
 
+mod common;
+
 use serde_json::Value;
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 const CHAIN: &str = include_str!("fixtures/nifty_chain.json");
 
-fn chainflow(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chainflow"))
-        .arg("analyze")
+/// `chainflow analyze ARGS` with `stdin` on its standard input.
+fn analyze(args: &[&str], stdin: Option<&str>) -> Output {
+    common::chainflow(&["analyze"])
         .args(args)
-        .env("CHAINFLOW_OBSERVABILITY__LOG_FORMAT", "text")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chainflow starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.unwrap_or("").as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+        .output_with_input(stdin.unwrap_or(""))
 }
 
 fn fixture_path() -> String {
@@ -30,7 +19,7 @@ fn fixture_path() -> String {
 }
 
 fn analyzed(args: &[&str]) -> Value {
-    let out = chainflow(args, None);
+    let out = analyze(args, None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("the output is JSON")
 }
@@ -103,7 +92,7 @@ fn prints_every_input_field_with_analytics_and_metrics() {
 
 #[test]
 fn reads_standard_input() {
-    let out = chainflow(&[], Some(CHAIN));
+    let out = analyze(&[], Some(CHAIN));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let from_stdin: Value = serde_json::from_slice(&out.stdout).unwrap();
     let from_file = analyzed(&[&fixture_path()]);
@@ -156,15 +145,49 @@ fn malformed_input_is_refused_with_the_problem_named() {
         ),
     ];
     for (name, text, expected) in cases {
-        let out = chainflow(&[&file_with(name, text)], None);
+        let out = analyze(&[&file_with(name, text)], None);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}: accepted");
         assert!(out.stdout.is_empty(), "{name}: printed output");
         assert!(stderr.contains(expected), "{name}: {stderr}");
     }
-    let out = chainflow(&[&fixture_path(), "--expiry-close", "25:99"], None);
+    let out = analyze(&[&fixture_path(), "--expiry-close", "25:99"], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--expiry-close"));
-    let out = chainflow(&["/nonexistent/chain.json"], None);
+    let out = analyze(&["/nonexistent/chain.json"], None);
     assert!(String::from_utf8_lossy(&out.stderr).contains("reading /nonexistent/chain.json"));
+}
+
+#[test]
+fn any_product_is_analyzed_when_the_flags_give_every_parameter() {
+    let renamed = CHAIN.replace("\"NIFTY\"", "\"ACME\"");
+    let file = file_with("acme", &renamed);
+    let flags = [
+        "--rate",
+        "0.065",
+        "--dividend-yield",
+        "0.012",
+        "--expiry-close",
+        "15:30",
+        "--time-zone",
+        "Asia/Kolkata",
+    ];
+    let mut args = vec![file.as_str()];
+    args.extend(flags);
+    let out = analyzed(&args);
+    let nifty = analyzed(&[&fixture_path()]);
+    assert_eq!(out["product"], "ACME");
+    // the same parameters as the configured NIFTY: the same analytics
+    for field in ["strikes", "atm_iv", "iv_skew_25d", "max_pain_strike", "time_to_expiry"] {
+        assert_eq!(out[field], nifty[field], "{field}");
+    }
+    // without some of them, the error says which are missing
+    let out = analyze(&[&file, "--rate", "0.065", "--time-zone", "UTC"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unknown product \"ACME\"") && stderr.contains("missing: --dividend-yield, --expiry-close"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "the error is printed once: {stderr}");
 }

@@ -4,11 +4,11 @@
 
 mod common;
 
-use chainflow_schemas::codec::registry_settings;
-use chainflow_schemas::topics::{dlq, OPTION_CHAIN};
-use chainflow_schemas::{Codec, OptionChain, Quote, Record, StrikeQuotes};
-use common::{chainflow, config, group_at_end, unique};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use chainflow_codec::{registry_settings, Codec};
+use chainflow_contract::topics::{dlq, OPTION_CHAIN};
+use chainflow_contract::{OptionChain, Quote, Record, StrikeQuotes};
+use common::{chainflow, consumer, group_at_end, stack, Names};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -17,22 +17,17 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn undecodable_and_invalid_chains_are_dead_lettered_with_the_reason() {
-    let cfg = config();
+    let cfg = stack();
+    let names = Names::new("dead_letters");
     let dlq_topic = dlq(OPTION_CHAIN);
-    let consumer: BaseConsumer = chainflow_kafka::consumer_config(&cfg.kafka, &format!("dlq-test-{}", unique()))
-        .set("isolation.level", "read_uncommitted")
-        .create()
-        .unwrap();
-    let (_, high) = consumer
-        .fetch_watermarks(&dlq_topic, 0, Duration::from_secs(10))
-        .unwrap();
+    let consumer = consumer(&cfg, &names.group("reader"));
+    let high = common::ends(&consumer, &dlq_topic, 1).await[0];
 
     // one record that is not Avro at all, one chain for a product nobody configured, read by
     // an enrich group of this test's own that starts after whatever the topic holds already
-    let tag = unique();
-    let group = format!("dlq-test-enrich-{tag}");
-    group_at_end(&cfg, &group, OPTION_CHAIN);
-    let garbage_key = format!("GARBAGE|{tag}");
+    let group = names.group("enrich");
+    group_at_end(&cfg, &group, OPTION_CHAIN).await;
+    let garbage_key = format!("GARBAGE|{}", names.tag());
     let garbage = b"not a confluent-framed avro record".to_vec();
     let codec = Codec::new(registry_settings(&cfg.registry.url, "", "").unwrap());
     let quote = Quote {
@@ -45,7 +40,7 @@ async fn undecodable_and_invalid_chains_are_dead_lettered_with_the_reason() {
         iv: None,
     };
     let chain = OptionChain {
-        product: format!("NOSUCH{tag}"),
+        product: names.product("NOSUCH"),
         expiry: 30_000,
         lot_size: 1,
         spot: 100.0,
@@ -69,13 +64,7 @@ async fn undecodable_and_invalid_chains_are_dead_lettered_with_the_reason() {
             .unwrap();
     }
 
-    let enrich = chainflow(
-        &["enrich"],
-        &[
-            ("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", String::new()),
-            ("CHAINFLOW_ENRICH__GROUP_ID", group),
-        ],
-    );
+    let enrich = chainflow(&["enrich"]).env("CHAINFLOW_ENRICH__GROUP_ID", &group).spawn();
 
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&dlq_topic, 0, Offset::Offset(high)).unwrap();
@@ -106,7 +95,12 @@ async fn undecodable_and_invalid_chains_are_dead_lettered_with_the_reason() {
             .unwrap_or_default();
         found.insert(key, (m.payload().unwrap_or_default().to_vec(), headers));
     }
-    assert!(enrich.terminate().success(), "enrich exits cleanly on SIGTERM");
+    let ended = enrich.terminate(Duration::from_secs(35));
+    assert!(
+        ended.status.success(),
+        "enrich exits cleanly on SIGTERM: {}",
+        ended.stderr
+    );
     assert_eq!(found.len(), 2, "both bad records reach {dlq_topic}: {:?}", found.keys());
 
     let (bytes, headers) = &found[&garbage_key];

@@ -5,18 +5,19 @@
 
 mod common;
 
+use chainflow_codec::{registry_settings, schema_id, Codec};
 use chainflow_config::{default_products, ProductSpec};
-use chainflow_producers::record::{csv_rows, CSV_HEADER};
-use chainflow_producers::sim::{MarketEvent, Pricing, Scenario, SimOptions, Simulator};
-use chainflow_schemas::codec::{registry_settings, schema_id};
-use chainflow_schemas::topics::{OPTION_CHAIN, OPTION_QUOTE, UNDERLYING};
-use chainflow_schemas::{Codec, OptionChain, OptionQuote, UnderlyingTick};
-use common::{config, product_config, unique};
+use chainflow_contract::topics::{OPTION_CHAIN, OPTION_QUOTE, UNDERLYING};
+use chainflow_contract::{OptionChain, OptionQuote, UnderlyingTick};
+use chainflow_feed::recording::{csv_rows, Forms, CSV_HEADER};
+use chainflow_feed::sim::{MarketEvent, Pricing, Scenario, SimOptions, Simulator};
+use common::{chainflow, consumer, product_config, stack, Names};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TOPICS: [&str; 3] = [UNDERLYING, OPTION_QUOTE, OPTION_CHAIN];
@@ -53,33 +54,26 @@ fn java_partition(key: &str, partitions: i32) -> i32 {
 }
 
 /// A configuration file with one product of this test's own, and its name.
-fn own_product(tag: &str) -> (PathBuf, String, ProductSpec) {
-    let name = format!("FEED{tag}");
+fn own_product(names: &Names) -> (PathBuf, String, ProductSpec) {
+    let name = names.product("FEED");
     let mut params = default_products().remove("NIFTY").unwrap();
     params.strikes = 11;
     let path = product_config(&name, &params);
     (path, name.clone(), ProductSpec::new(&name, params).unwrap())
 }
 
-fn chainflow(config: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_chainflow"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", "")
-        .output()
-        .expect("chainflow starts");
-    out
+/// `chainflow ARGS` with the configuration file `config`.
+fn run(config: &Path, args: &[&str]) -> Output {
+    chainflow(args).config(config).output()
 }
 
 /// High watermarks of every partition of the market topics.
-fn ends(consumer: &BaseConsumer) -> BTreeMap<(String, i32), i64> {
-    let partitions = config().kafka.partitions;
+async fn ends(consumer: &Arc<BaseConsumer>) -> BTreeMap<(String, i32), i64> {
+    let partitions = stack().kafka.partitions;
     let mut out = BTreeMap::new();
     for topic in TOPICS {
-        for p in 0..partitions {
-            let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
-            out.insert((topic.to_string(), p), high);
+        for (p, high) in common::ends(consumer, topic, partitions).await.into_iter().enumerate() {
+            out.insert((topic.to_string(), p as i32), high);
         }
     }
     out
@@ -148,7 +142,7 @@ fn expected(spec: &ProductSpec) -> Vec<MarketEvent> {
 /// Decodes what was read, checking keys, partitions and schema ids on the way, and groups
 /// the events by topic in partition order.
 async fn decode(read: &[Read]) -> BTreeMap<String, Vec<MarketEvent>> {
-    let cfg = config();
+    let cfg = stack();
     let codec = Codec::new(registry_settings(&cfg.registry.url, "", "").unwrap());
     let http = reqwest::Client::new();
     let mut ids = BTreeMap::new();
@@ -193,15 +187,12 @@ fn by_topic(events: impl IntoIterator<Item = MarketEvent>) -> BTreeMap<String, V
 
 #[tokio::test(flavor = "multi_thread")]
 async fn feed_produces_the_simulated_market_and_play_reproduces_a_recording() {
-    let tag = unique();
-    let (config_file, product, spec) = own_product(&tag);
-    let cfg = config();
-    let consumer: BaseConsumer = chainflow_kafka::consumer_config(&cfg.kafka, &format!("feed-test-{tag}"))
-        .create()
-        .unwrap();
-    let before = ends(&consumer);
+    let names = Names::new("feed");
+    let (config_file, product, spec) = own_product(&names);
+    let consumer = consumer(&stack(), &names.group("reader"));
+    let before = ends(&consumer).await;
     let recording = std::env::temp_dir().join(format!("chainflow-{product}.ndjson"));
-    let out = chainflow(
+    let out = run(
         &config_file,
         &[
             "feed",
@@ -223,7 +214,7 @@ async fn feed_produces_the_simulated_market_and_play_reproduces_a_recording() {
     );
 
     let want = by_topic(expected(&spec));
-    let after_feed = ends(&consumer);
+    let after_feed = ends(&consumer).await;
     let fed = read_back(&consumer, &before, &after_feed, &product);
     let got = decode(&fed).await;
     // same events, same counts per topic, and the summary printed the same counts
@@ -245,12 +236,12 @@ async fn feed_produces_the_simulated_market_and_play_reproduces_a_recording() {
     assert_eq!(lines.lines().count(), fed.len());
 
     // playing the recording (as fast as possible) sends the same messages again
-    let out = chainflow(
+    let out = run(
         &config_file,
         &["feed", "play", recording.to_str().unwrap(), "--speed", "0"],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let played = read_back(&consumer, &after_feed, &ends(&consumer), &product);
+    let played = read_back(&consumer, &after_feed, &ends(&consumer).await, &product);
     let key_value = |r: &Vec<Read>| {
         let mut v: Vec<(String, i32, String, Vec<u8>)> = r.clone();
         v.sort();
@@ -266,10 +257,10 @@ async fn feed_produces_the_simulated_market_and_play_reproduces_a_recording() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn play_reports_exactly_the_bad_lines() {
-    let tag = unique();
-    let (config_file, product, spec) = own_product(&tag);
+    let names = Names::new("play");
+    let (config_file, product, spec) = own_product(&names);
     let events = expected(&spec);
-    let forms = chainflow_producers::record::Forms::default();
+    let forms = Forms::default();
     let good: Vec<String> = events.iter().take(6).map(|e| forms.line(&e.key(), e)).collect();
     let lines = [
         good[0].clone(),
@@ -281,9 +272,9 @@ async fn play_reports_exactly_the_bad_lines() {
         good[4].clone(),
         good[5].clone(),
     ];
-    let file = std::env::temp_dir().join(format!("chainflow-bad-{tag}.ndjson"));
+    let file = std::env::temp_dir().join(format!("chainflow-bad-{}.ndjson", names.tag()));
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let out = chainflow(&config_file, &["feed", "play", file.to_str().unwrap(), "--speed", "0"]);
+    let out = run(&config_file, &["feed", "play", file.to_str().unwrap(), "--speed", "0"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let reported: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with("line ")).collect();
@@ -314,7 +305,7 @@ async fn play_reports_exactly_the_bad_lines() {
     assert_eq!(sent, 5, "the five good lines are sent: {stdout}");
 
     // --strict stops at the first one
-    let out = chainflow(
+    let out = run(
         &config_file,
         &["feed", "play", file.to_str().unwrap(), "--speed", "0", "--strict"],
     );
@@ -339,9 +330,9 @@ async fn play_reports_exactly_the_bad_lines() {
     // line numbers count the header: the second chain's third row
     let bad_line = 1 + rows_per_chain + 3;
     rows[bad_line - 1] = rows[bad_line - 1].replacen(",", ",20250130,", 1);
-    let file = std::env::temp_dir().join(format!("chainflow-bad-{tag}.csv"));
+    let file = std::env::temp_dir().join(format!("chainflow-bad-{}.csv", names.tag()));
     std::fs::write(&file, rows.join("\n") + "\n").unwrap();
-    let out = chainflow(&config_file, &["feed", "play", file.to_str().unwrap(), "--speed", "0"]);
+    let out = run(&config_file, &["feed", "play", file.to_str().unwrap(), "--speed", "0"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(

@@ -1,18 +1,18 @@
-//! End to end on the real stack: `chainflow run --chains N` for a product of its own, then
-//! ClickHouse must hold exactly those chains and options, with metrics equal to values
-//! recomputed here from the raw chains. Needs the local stack (ops/stack.sh up).
+//! End to end on the real stack: `chainflow run --chains N` for a product of its own, into a
+//! database of its own, then ClickHouse must hold exactly those chains and options, with
+//! metrics equal to values recomputed here from the raw chains. Needs the local stack
+//! (ops/stack.sh up).
 
 mod common;
 
+use chainflow_analytics::{analyze, ChainParams};
 use chainflow_config::{Product, ProductSpec};
-use chainflow_processors::analytics::{analyze, ChainParams};
-use chainflow_producers::sim::{MarketEvent, Pricing, Scenario, SimOptions, Simulator};
-use chainflow_schemas::topics::{ENRICHED_CHAIN, OPTION_CHAIN};
-use chainflow_schemas::OptionChain;
-use common::{config, group_at_end, product_config, unique};
+use chainflow_contract::topics::{ENRICHED_CHAIN, OPTION_CHAIN};
+use chainflow_contract::OptionChain;
+use chainflow_feed::sim::{MarketEvent, Pricing, Scenario, SimOptions, Simulator};
+use common::{chainflow, group_at_end, product_config, stack, Names};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::process::Command;
 
 const CHAINS: usize = 300;
 const SEED: u64 = 7;
@@ -78,8 +78,10 @@ fn close(a: Option<f64>, b: Option<f64>) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn run_stores_every_chain_once_with_recomputed_metrics() {
-    let cfg = config();
-    let product = format!("E2E{}", unique());
+    let cfg = stack();
+    let names = Names::new("pipeline");
+    let product = names.product("E2E");
+    let database = names.database();
     let params = Product {
         spot: 21_543.25,
         strike_step: 50.0,
@@ -96,27 +98,24 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
     let start = format!("{}", start_us / 1_000_000);
     let file = product_config(&product, &params);
     // enrich and sink groups of this run's own, starting after whatever the topics hold
-    let (enrich_group, sink_group) = (format!("e2e-enrich-{product}"), format!("e2e-sink-{product}"));
-    group_at_end(&cfg, &enrich_group, OPTION_CHAIN);
-    group_at_end(&cfg, &sink_group, ENRICHED_CHAIN);
-    let out = Command::new(env!("CARGO_BIN_EXE_chainflow"))
-        .args([
-            "run",
-            "--chains",
-            &CHAINS.to_string(),
-            "--seed",
-            &SEED.to_string(),
-            "--timeout",
-            "300",
-        ])
-        .args(["--start", &rfc3339(start.parse().unwrap())])
-        .arg("--config")
-        .arg(&file)
-        .env("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", "")
-        .env("CHAINFLOW_ENRICH__GROUP_ID", &enrich_group)
-        .env("CHAINFLOW_SINK__GROUP_ID", &sink_group)
-        .output()
-        .expect("chainflow run starts");
+    let (enrich_group, sink_group) = (names.group("enrich"), names.group("sink"));
+    group_at_end(&cfg, &enrich_group, OPTION_CHAIN).await;
+    group_at_end(&cfg, &sink_group, ENRICHED_CHAIN).await;
+    let out = chainflow(&[
+        "run",
+        "--chains",
+        &CHAINS.to_string(),
+        "--seed",
+        &SEED.to_string(),
+        "--timeout",
+        "300",
+    ])
+    .args(&["--start", &rfc3339(start.parse().unwrap())])
+    .config(&file)
+    .env("CHAINFLOW_CLICKHOUSE__DATABASE", &database)
+    .env("CHAINFLOW_ENRICH__GROUP_ID", &enrich_group)
+    .env("CHAINFLOW_SINK__GROUP_ID", &sink_group)
+    .output();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -142,7 +141,7 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
         .collect();
     let options: usize = raw.iter().map(OptionChain::option_count).sum();
 
-    let db = chainflow_sinks::client(&cfg.clickhouse).with_database(&cfg.clickhouse.database);
+    let db = chainflow_sink::client(&cfg.clickhouse).with_database(&database);
     let count = |table: &'static str| {
         db.query(&format!("SELECT count() FROM {table} FINAL WHERE product = ?"))
             .bind(&product)
@@ -180,8 +179,11 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
         );
         assert_eq!(row.atm_strike, e.atm_strike);
         // the IV-based metrics travel through Kafka and ClickHouse unchanged
-        let a = analyze(c, &ChainParams::for_chain(&spec, c));
-        assert_eq!(row.time_to_expiry, ChainParams::for_chain(&spec, c).time_to_expiry);
+        let a = analyze(c, &ChainParams::for_chain(&spec.terms, c));
+        assert_eq!(
+            row.time_to_expiry,
+            ChainParams::for_chain(&spec.terms, c).time_to_expiry
+        );
         assert_eq!(
             (row.max_pain_strike, row.atm_iv, row.iv_skew_25d),
             (a.metrics.max_pain_strike, a.metrics.atm_iv, a.metrics.iv_skew_25d)
@@ -198,7 +200,7 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
     let solved: usize = raw
         .iter()
         .map(|c| {
-            let a = analyze(c, &ChainParams::for_chain(&spec, c));
+            let a = analyze(c, &ChainParams::for_chain(&spec.terms, c));
             a.strikes
                 .iter()
                 .flat_map(|s| [&s.call, &s.put])
@@ -207,6 +209,7 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
         })
         .sum();
     assert_eq!(missing as usize, solved);
+    db.query(&format!("DROP DATABASE {database}")).execute().await.unwrap();
 }
 
 fn chrono_now_s() -> i64 {
@@ -220,6 +223,6 @@ fn chrono_now_s() -> i64 {
 fn rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    let date = chainflow_schemas::keys::date_from_days(days as i32);
+    let date = chainflow_contract::keys::date_from_days(days as i32);
     format!("{date}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{chainflow, config, free_port, unique, wait_http, Proc};
+use common::{chainflow, free_port, stack, wait_http, Names, Proc};
 use schema_registry_converter::async_impl::schema_registry::{get_schema_by_id, post_schema, SrSettings};
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 use serde_json::{json, Value};
@@ -18,25 +18,25 @@ const INCOMPATIBLE: &str =
 /// stack's `_schemas`.
 struct TestRegistry {
     url: String,
-    env: Vec<(&'static str, String)>,
+    listen: String,
+    topic: String,
 }
 
 impl TestRegistry {
-    fn new() -> Self {
+    fn new(names: &Names) -> Self {
         let port = free_port();
-        let topic = format!("_schemas_test_{}", unique());
         Self {
             url: format!("http://127.0.0.1:{port}"),
-            env: vec![
-                ("CHAINFLOW_REGISTRY__LISTEN", format!("127.0.0.1:{port}")),
-                ("CHAINFLOW_REGISTRY__TOPIC", topic),
-                ("CHAINFLOW_OBSERVABILITY__LOG_FORMAT", "text".into()),
-            ],
+            listen: format!("127.0.0.1:{port}"),
+            topic: names.topic("_schemas"),
         }
     }
 
     async fn start(&self) -> Proc {
-        let p = chainflow(&["registry"], &self.env);
+        let p = chainflow(&["registry"])
+            .env("CHAINFLOW_REGISTRY__LISTEN", &self.listen)
+            .env("CHAINFLOW_REGISTRY__TOPIC", &self.topic)
+            .spawn();
         wait_http(&format!("{}/subjects", self.url), 60).await;
         p
     }
@@ -66,8 +66,9 @@ async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16
 
 #[tokio::test(flavor = "multi_thread")]
 async fn registry_is_idempotent_refuses_incompatible_schemas_and_survives_restarts() {
-    let _ = config();
-    let reg = TestRegistry::new();
+    let _ = stack();
+    let names = Names::new("registry");
+    let reg = TestRegistry::new(&names);
     let sr = reg.settings();
     let first = reg.start().await;
 
@@ -141,7 +142,7 @@ async fn registry_is_idempotent_refuses_incompatible_schemas_and_survives_restar
         .args([
             concat!(env!("CARGO_MANIFEST_DIR"), "/tests/registry_client.py"),
             &reg.url,
-            &unique(),
+            names.tag(),
         ])
         .output()
         .expect("python3 runs");

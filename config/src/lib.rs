@@ -2,21 +2,31 @@
 //!
 //! One TOML file, overlaid by `CHAINFLOW_*` environment variables, overlaid by `--set`
 //! flags. Defaults point at the local stack (`ops/stack.sh`). Every error names the field.
+//!
+//! The configuration is a set of typed sections: the connections every stage shares
+//! (`[kafka]`, `[registry]`, `[clickhouse]`), one section per stage (`[feed]`, `[enrich]`,
+//! `[sink]`), the process as a whole (`[pipeline]`, `[observability]`) and the products.
+//! Each stage is built from its own section and the shared ones, never from the whole.
 
+mod connections;
 mod product;
 mod secret;
 mod sources;
+mod stages;
 
+pub use connections::{ClickHouseConfig, KafkaConfig, RegistryConfig};
 pub use product::{check_rate, default_products, parse_close, parse_time_zone, Product, ProductSpec};
-pub use secret::{is_secret_property, Secret};
+pub use secret::{is_secret_property, Properties, Secret};
 pub use sources::ConfigError;
+pub use stages::{EnrichConfig, FeedConfig, LogFormat, ObservabilityConfig, PipelineConfig, SinkConfig};
 
-use serde::Deserialize;
+use chainflow_analytics::ProductTerms;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The whole configuration of every chainflow component.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Kafka brokers and client properties.
@@ -25,204 +35,18 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// ClickHouse connection.
     pub clickhouse: ClickHouseConfig,
-    /// The feed producer.
+    /// The feed stage.
     pub feed: FeedConfig,
-    /// The enrich processor.
+    /// The enrich stage.
     pub enrich: EnrichConfig,
-    /// The ClickHouse sink.
+    /// The sink stage.
     pub sink: SinkConfig,
+    /// How the stages of one process run together.
+    pub pipeline: PipelineConfig,
     /// Logs and metrics.
     pub observability: ObservabilityConfig,
-    /// Products by name; defaults to [`default_products`] when the file has none.
+    /// Products by name; the eight of [`default_products`] when the file has none.
     pub products: BTreeMap<String, Product>,
-}
-
-/// Kafka connection and topic provisioning.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaConfig {
-    /// `bootstrap.servers`.
-    pub bootstrap_servers: String,
-    /// Any librdkafka property, passed through unchanged (SASL, TLS, tuning).
-    /// Values of credential properties are never logged.
-    pub properties: BTreeMap<String, String>,
-    /// Partitions of the market and enriched topics (the unit of parallelism).
-    pub partitions: i32,
-    /// Replication factor of created topics.
-    pub replication_factor: i32,
-    /// `retention.ms` of created topics: how far back a replay can go.
-    pub retention_ms: i64,
-}
-
-/// Schema Registry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RegistryConfig {
-    /// Base URL the serializers use.
-    pub url: String,
-    /// Basic-auth user (empty: no auth).
-    pub username: String,
-    /// Basic-auth password.
-    pub password: Secret,
-    /// Address `chainflow registry` listens on.
-    pub listen: String,
-    /// Topic `chainflow registry` keeps its state in (one partition).
-    pub topic: String,
-}
-
-/// ClickHouse over HTTP(S).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClickHouseConfig {
-    /// `http://` or `https://` URL of the HTTP interface.
-    pub url: String,
-    /// User name.
-    pub user: String,
-    /// Password.
-    pub password: Secret,
-    /// Database holding chainflow's tables.
-    pub database: String,
-}
-
-/// `chainflow feed`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FeedConfig {
-    /// Messages per second over the three market topics; 0 = as fast as the broker takes them.
-    pub rate: f64,
-    /// Seed of the simulator, for reproducible runs.
-    pub seed: u64,
-}
-
-/// `chainflow enrich`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EnrichConfig {
-    /// Consumer group.
-    pub group_id: String,
-    /// Kafka transactions (exactly-once). Off: enriched records are produced idempotently
-    /// and offsets committed after the broker acknowledged them (at-least-once; the
-    /// `chainflow.id` header and ClickHouse's natural keys absorb repeats). The local
-    /// Tansu broker has no transaction commit, so the stack turns this off.
-    pub transactions: bool,
-    /// Input records per Kafka transaction (or batch), at most.
-    pub transaction_max_records: usize,
-    /// Milliseconds a transaction stays open, at most.
-    pub transaction_max_ms: u64,
-}
-
-/// `chainflow sink`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SinkConfig {
-    /// Consumer group.
-    pub group_id: String,
-    /// Flush when a batch holds this many chains.
-    pub batch_chains: usize,
-    /// Flush when the oldest chain of a batch is this old.
-    pub batch_ms: u64,
-    /// First retry delay after a failed insert; doubles up to `retry_max_ms`, with jitter.
-    pub retry_initial_ms: u64,
-    /// Longest retry delay.
-    pub retry_max_ms: u64,
-}
-
-/// Logs and metrics.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ObservabilityConfig {
-    /// Address of the /metrics, /healthz and /readyz endpoint ("" to disable).
-    pub metrics_listen: String,
-    /// `json` (default) or `text`.
-    pub log_format: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            kafka: KafkaConfig::default(),
-            registry: RegistryConfig::default(),
-            clickhouse: ClickHouseConfig::default(),
-            feed: FeedConfig::default(),
-            enrich: EnrichConfig::default(),
-            sink: SinkConfig::default(),
-            observability: ObservabilityConfig::default(),
-            products: default_products(),
-        }
-    }
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        Self {
-            bootstrap_servers: "127.0.0.1:9092".into(),
-            properties: BTreeMap::new(),
-            partitions: 6,
-            replication_factor: 1,
-            retention_ms: 7 * 24 * 3600 * 1000,
-        }
-    }
-}
-
-impl Default for RegistryConfig {
-    fn default() -> Self {
-        Self {
-            url: "http://127.0.0.1:8081".into(),
-            username: String::new(),
-            password: Secret::default(),
-            listen: "127.0.0.1:8081".into(),
-            topic: "_schemas".into(),
-        }
-    }
-}
-
-impl Default for ClickHouseConfig {
-    fn default() -> Self {
-        Self {
-            url: "http://127.0.0.1:8123".into(),
-            user: "default".into(),
-            password: Secret::default(),
-            database: "chainflow".into(),
-        }
-    }
-}
-
-impl Default for FeedConfig {
-    fn default() -> Self {
-        Self { rate: 0.0, seed: 42 }
-    }
-}
-
-impl Default for EnrichConfig {
-    fn default() -> Self {
-        Self {
-            group_id: "chainflow-enrich".into(),
-            transactions: true,
-            transaction_max_records: 1000,
-            transaction_max_ms: 100,
-        }
-    }
-}
-
-impl Default for SinkConfig {
-    fn default() -> Self {
-        Self {
-            group_id: "chainflow-sink".into(),
-            batch_chains: 2000,
-            batch_ms: 500,
-            retry_initial_ms: 200,
-            retry_max_ms: 30_000,
-        }
-    }
-}
-
-impl Default for ObservabilityConfig {
-    fn default() -> Self {
-        Self {
-            metrics_listen: "127.0.0.1:9464".into(),
-            log_format: "json".into(),
-        }
-    }
 }
 
 impl Config {
@@ -235,7 +59,7 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let table = sources::merge(file, env, overrides)?;
         let config: Config = sources::deserialize(table)?;
-        config.validate()?;
+        config.validate().map_err(ConfigError::Invalid)?;
         Ok(config)
     }
 
@@ -251,82 +75,34 @@ impl Config {
             .collect()
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self.kafka.bootstrap_servers.trim().is_empty() {
-            return invalid("kafka.bootstrap_servers: must not be empty".into());
-        }
-        if self.kafka.partitions < 1 {
-            return invalid(format!(
-                "kafka.partitions: must be at least 1, got {}",
-                self.kafka.partitions
-            ));
-        }
-        if self.kafka.replication_factor < 1 {
-            return invalid(format!(
-                "kafka.replication_factor: must be at least 1, got {}",
-                self.kafka.replication_factor
-            ));
-        }
-        if self.kafka.retention_ms < -1 || self.kafka.retention_ms == 0 {
-            return invalid(format!(
-                "kafka.retention_ms: must be positive or -1 (forever), got {}",
-                self.kafka.retention_ms
-            ));
-        }
-        for (field, url) in [
-            ("registry.url", &self.registry.url),
-            ("clickhouse.url", &self.clickhouse.url),
-        ] {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return invalid(format!("{field}: expected an http:// or https:// URL, got {url:?}"));
-            }
-        }
-        if self.clickhouse.database.is_empty()
-            || !self
-                .clickhouse
-                .database
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return invalid(format!(
-                "clickhouse.database: letters, digits and '_' only, got {:?}",
-                self.clickhouse.database
-            ));
-        }
-        if !self.feed.rate.is_finite() || self.feed.rate < 0.0 {
-            return invalid(format!(
-                "feed.rate: must be 0 (unthrottled) or positive, got {}",
-                self.feed.rate
-            ));
-        }
-        for (field, v) in [
-            (
-                "enrich.transaction_max_records",
-                self.enrich.transaction_max_records as u64,
-            ),
-            ("enrich.transaction_max_ms", self.enrich.transaction_max_ms),
-            ("sink.batch_chains", self.sink.batch_chains as u64),
-            ("sink.batch_ms", self.sink.batch_ms),
-            ("sink.retry_initial_ms", self.sink.retry_initial_ms),
-        ] {
-            if v == 0 {
-                return invalid(format!("{field}: must be at least 1"));
-            }
-        }
-        if self.sink.retry_max_ms < self.sink.retry_initial_ms {
-            return invalid("sink.retry_max_ms: must not be below sink.retry_initial_ms".into());
-        }
-        if !matches!(self.observability.log_format.as_str(), "json" | "text") {
-            return invalid(format!(
-                "observability.log_format: expected \"json\" or \"text\", got {:?}",
-                self.observability.log_format
-            ));
-        }
+    /// The valuation terms of every product, by name: what the analytics need.
+    pub fn product_terms(&self) -> Result<BTreeMap<String, ProductTerms>, ConfigError> {
+        Ok(self
+            .product_specs()?
+            .into_iter()
+            .map(|(name, spec)| (name, spec.terms))
+            .collect())
+    }
+
+    /// The effective configuration as TOML, every secret shown as `***`.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string(self).expect("the configuration serializes to TOML")
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.kafka.validate()?;
+        self.registry.validate()?;
+        self.clickhouse.validate()?;
+        self.feed.validate()?;
+        self.enrich.validate()?;
+        self.sink.validate()?;
+        self.pipeline.validate()?;
         if self.products.is_empty() {
-            return invalid("products: at least one [products.<NAME>] table is needed".into());
+            return Err("products: at least one [products.<NAME>] table is needed".into());
         }
-        self.product_specs().map(|_| ())
+        self.products
+            .iter()
+            .try_for_each(|(name, p)| ProductSpec::new(name, p.clone()).map(|_| ()))
     }
 }
 
@@ -337,7 +113,10 @@ mod tests {
     fn load(toml: &str, env: &[(&str, &str)], sets: &[&str]) -> Result<Config, ConfigError> {
         let dir = std::env::temp_dir().join(format!("chainflow-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{:x}.toml", toml.len() * 31 + env.len() * 7 + sets.len()));
+        // one file per call: tests run in parallel
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("{n}.toml"));
         std::fs::write(&path, toml).unwrap();
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
@@ -351,6 +130,7 @@ mod tests {
         assert_eq!(c.registry.url, "http://127.0.0.1:8081");
         assert_eq!(c.clickhouse.url, "http://127.0.0.1:8123");
         assert_eq!(c.products.len(), 8);
+        assert_eq!(c.observability.log_format, LogFormat::Auto);
     }
 
     #[test]
@@ -376,10 +156,7 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(
-            c.kafka.properties.get("sasl.mechanism").map(String::as_str),
-            Some("SCRAM-SHA-512")
-        );
+        assert_eq!(c.kafka.properties.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
     }
 
     #[test]
@@ -447,5 +224,49 @@ mod tests {
         let dump = format!("{c:?}");
         assert!(!dump.contains("s3cr3t") && !dump.contains("t0ken"), "{dump}");
         assert_eq!(c.clickhouse.password.expose(), "s3cr3t");
+    }
+
+    #[test]
+    fn the_printed_configuration_redacts_every_secret_and_reads_back() {
+        let c = load(
+            "[clickhouse]\npassword = \"s3cr3t\"\n[kafka.properties]\n\"sasl.password\" = \"k4fk4\"\n",
+            &[("CHAINFLOW_REGISTRY__PASSWORD", "t0ken")],
+            &[],
+        )
+        .unwrap();
+        let printed = c.to_redacted_toml();
+        for secret in ["s3cr3t", "k4fk4", "t0ken"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("password = \"***\""), "{printed}");
+        // the printed form is a configuration file itself
+        let path = std::env::temp_dir().join(format!("chainflow-printed-{}.toml", std::process::id()));
+        std::fs::write(&path, &printed).unwrap();
+        let back = Config::load(Some(&path), Vec::new(), &[]).unwrap();
+        assert_eq!(back.products, c.products);
+        assert_eq!(back.kafka.partitions, c.kafka.partitions);
+    }
+
+    #[test]
+    fn log_formats_are_named() {
+        let c = load("", &[("CHAINFLOW_OBSERVABILITY__LOG_FORMAT", "json")], &[]).unwrap();
+        assert_eq!(c.observability.log_format, LogFormat::Json);
+        let e = load("[observability]\nlog_format = \"xml\"\n", &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("observability.log_format") && e.contains("auto"), "{e}");
+    }
+
+    #[test]
+    fn each_section_is_validated_by_name() {
+        for (set, field) in [
+            ("pipeline.shutdown_timeout_ms=0", "pipeline.shutdown_timeout_ms"),
+            ("enrich.group_id=", "enrich.group_id"),
+            ("registry.topic= ", "registry.topic"),
+            ("kafka.replication_factor=0", "kafka.replication_factor"),
+        ] {
+            let e = load("", &[], &[set]).unwrap_err().to_string();
+            assert!(e.contains(field), "{set}: {e}");
+        }
     }
 }

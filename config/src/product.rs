@@ -1,6 +1,7 @@
 //! Products (`[products.<NAME>]`): the market parameters shared by the feed and the analytics.
 
-use chrono::{NaiveDate, NaiveTime, TimeZone};
+use chainflow_analytics::ProductTerms;
+use chrono::NaiveTime;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -46,17 +47,15 @@ fn default_expiries() -> u32 {
     2
 }
 
-/// A product whose time zone and close time have been parsed.
+/// A validated product: its configured parameters and the valuation terms parsed from them.
 #[derive(Debug, Clone)]
 pub struct ProductSpec {
     /// The product's name, e.g. `NIFTY`.
     pub name: String,
     /// The configured parameters.
     pub params: Product,
-    /// Parsed [`Product::expiry_close`].
-    pub close: NaiveTime,
-    /// Parsed [`Product::time_zone`].
-    pub tz: Tz,
+    /// Rate, dividend yield, parsed expiry close and time zone: what the analytics use.
+    pub terms: ProductTerms,
 }
 
 impl ProductSpec {
@@ -94,24 +93,17 @@ impl ProductSpec {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("products.{name:?}: product names are letters, digits and '_'"));
         }
+        let terms = ProductTerms {
+            rate: params.rate,
+            dividend_yield: params.dividend_yield,
+            expiry_close: close,
+            time_zone: tz,
+        };
         Ok(Self {
             name: name.to_string(),
             params,
-            close,
-            tz,
+            terms,
         })
-    }
-
-    /// The UTC instant (µs since the epoch) at which an option expiring on `expiry` stops trading.
-    pub fn expiry_instant_us(&self, expiry: NaiveDate) -> i64 {
-        let local = expiry.and_time(self.close);
-        let instant = self
-            .tz
-            .from_local_datetime(&local)
-            .earliest()
-            // A close time inside a DST gap does not exist locally: take the UTC reading.
-            .unwrap_or_else(|| self.tz.from_utc_datetime(&local));
-        instant.timestamp_micros()
     }
 }
 
@@ -174,17 +166,11 @@ mod tests {
     }
 
     #[test]
-    fn expiry_instant_is_the_local_close_in_utc() {
+    fn terms_are_parsed_from_the_parameters() {
         let spec = ProductSpec::new("NIFTY", nifty()).unwrap();
-        let expiry = NaiveDate::from_ymd_opt(2025, 1, 30).unwrap();
-        // 15:30 IST = 10:00 UTC
-        let want = NaiveDate::from_ymd_opt(2025, 1, 30)
-            .unwrap()
-            .and_hms_opt(10, 0, 0)
-            .unwrap()
-            .and_utc()
-            .timestamp_micros();
-        assert_eq!(spec.expiry_instant_us(expiry), want);
+        assert_eq!(spec.terms.expiry_close, NaiveTime::from_hms_opt(15, 30, 0).unwrap());
+        assert_eq!(spec.terms.time_zone, chrono_tz::Asia::Kolkata);
+        assert_eq!((spec.terms.rate, spec.terms.dividend_yield), (0.065, 0.012));
     }
 
     #[test]

@@ -2,10 +2,11 @@
 
 use anyhow::{bail, Context, Result};
 use chainflow_config::KafkaConfig;
-use chainflow_schemas::topics::TopicSpec;
+use chainflow_contract::topics::TopicSpec;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What `ensure_topics` did with one topic.
@@ -21,9 +22,11 @@ pub enum TopicOutcome {
 /// `retention.ms`, and reports what is there. An existing topic with another partition
 /// count is an error: keys would move between partitions.
 pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<Vec<(TopicSpec, TopicOutcome)>> {
-    let admin: AdminClient<DefaultClientContext> = crate::client::producer_config(kafka)
-        .create()
-        .context("creating the Kafka admin client")?;
+    let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(
+        crate::client::producer_config(kafka)
+            .create()
+            .context("creating the Kafka admin client")?,
+    );
     let retention = kafka.retention_ms.to_string();
     let new: Vec<NewTopic> = specs
         .iter()
@@ -45,9 +48,8 @@ pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<V
             Err((name, code)) => bail!("cannot create topic {name}: {code}"),
         }
     }
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, Duration::from_secs(30))
+    let metadata = crate::blocking::fetch_metadata(&admin, None, Duration::from_secs(30))
+        .await
         .context("reading topic metadata")?;
     let mut out = Vec::new();
     for spec in specs {

@@ -1,5 +1,5 @@
 //! librdkafka client settings: the configured bootstrap servers and pass-through
-//! properties, plus the settings each role needs for the delivery guarantees of DESIGN.md §4.
+//! properties, plus the settings each role needs for its delivery guarantee (README, "Delivery").
 
 use chainflow_config::{is_secret_property, KafkaConfig};
 use rdkafka::config::RDKafkaLogLevel;
@@ -13,7 +13,7 @@ fn base(kafka: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
     for (k, v) in defaults {
         c.set(*k, *v);
     }
-    for (k, v) in &kafka.properties {
+    for (k, v) in kafka.properties.iter() {
         c.set(k, v);
     }
     tracing::debug!(settings = %describe(&c), "kafka client settings");
@@ -84,9 +84,9 @@ mod tests {
     #[test]
     fn pass_through_properties_win_and_secrets_are_masked() {
         let mut kafka = KafkaConfig::default();
-        kafka.properties.insert("acks".into(), "all".into());
-        kafka.properties.insert("sasl.password".into(), "hunter2".into());
-        kafka.properties.insert("linger.ms".into(), "50".into());
+        kafka.properties.insert("acks", "all");
+        kafka.properties.insert("sasl.password", "hunter2");
+        kafka.properties.insert("linger.ms", "50");
         let c = producer_config(&kafka);
         assert_eq!(c.get("linger.ms"), Some("50"));
         assert_eq!(c.get("sasl.password"), Some("hunter2"));

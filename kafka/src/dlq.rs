@@ -1,7 +1,7 @@
 //! Dead letters: a record that cannot be processed goes to `dlq.<source topic>` with its
 //! original key and bytes, and the reason in headers.
 
-use chainflow_schemas::topics;
+use chainflow_contract::topics;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 

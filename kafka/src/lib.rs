@@ -1,13 +1,13 @@
-//! Shared Kafka plumbing: client settings built from the configuration, topic
-//! provisioning, and dead-letter records.
+//! Kafka plumbing shared by the stages: client settings built from the configuration, the
+//! blocking librdkafka calls moved off the async workers, topic provisioning, dead-letter
+//! records and consumer helpers.
 
 pub mod admin;
+pub mod blocking;
 pub mod client;
 pub mod consumer;
 pub mod dlq;
-pub mod stats;
 
 pub use admin::{ensure_topics, TopicOutcome};
 pub use client::{consumer_config, producer_config, transactional_producer_config};
 pub use dlq::DeadLetter;
-pub use stats::StageStats;

@@ -5,12 +5,18 @@ use crate::log::Entry;
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
 use chainflow_config::KafkaConfig;
-use chainflow_kafka::{consumer_config, ensure_topics, producer_config};
-use chainflow_schemas::topics::TopicSpec;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use chainflow_contract::topics::TopicSpec;
+use chainflow_kafka::{blocking, consumer_config, ensure_topics, producer_config};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the broker may take to answer a question about offsets.
+const OFFSETS_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long replaying the whole topic may take at start.
+const REPLAY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Appends entries to `_schemas`.
 pub struct SchemaTopic {
@@ -30,9 +36,7 @@ impl SchemaTopic {
             }],
         )
         .await?;
-        let kafka_for_read = kafka.clone();
-        let topic_for_read = topic.to_string();
-        let entries = tokio::task::spawn_blocking(move || read_all(&kafka_for_read, &topic_for_read)).await??;
+        let entries = read_all(kafka, topic).await?;
         let mut store = Store::default();
         for (offset, entry) in &entries {
             store
@@ -76,14 +80,15 @@ impl SchemaTopic {
 }
 
 /// Reads every record of `_schemas`, from the beginning to the high watermark.
-fn read_all(kafka: &KafkaConfig, topic: &str) -> Result<Vec<(i64, Entry)>> {
-    let consumer: BaseConsumer = consumer_config(kafka, "chainflow-registry-replay")
-        .set("isolation.level", "read_uncommitted")
-        .create()
-        .context("creating the registry reader")?;
-    let timeout = Duration::from_secs(30);
-    let (low, high) = consumer
-        .fetch_watermarks(topic, 0, timeout)
+async fn read_all(kafka: &KafkaConfig, topic: &str) -> Result<Vec<(i64, Entry)>> {
+    let consumer: Arc<StreamConsumer> = Arc::new(
+        consumer_config(kafka, "chainflow-registry-replay")
+            .set("isolation.level", "read_uncommitted")
+            .create()
+            .context("creating the registry reader")?,
+    );
+    let (low, high) = blocking::fetch_watermarks(&consumer, topic, 0, OFFSETS_TIMEOUT)
+        .await
         .with_context(|| format!("reading the offsets of {topic}"))?;
     let mut out = Vec::new();
     if high <= low {
@@ -92,14 +97,11 @@ fn read_all(kafka: &KafkaConfig, topic: &str) -> Result<Vec<(i64, Entry)>> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Offset(low))?;
     consumer.assign(&tpl)?;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = tokio::time::Instant::now() + REPLAY_TIMEOUT;
     let mut next = low;
     while next < high {
-        if Instant::now() > deadline {
+        let Ok(msg) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
             bail!("timed out reading {topic}: at offset {next} of {high}");
-        }
-        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
         };
         let msg = msg.with_context(|| format!("reading {topic}"))?;
         next = msg.offset() + 1;

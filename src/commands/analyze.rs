@@ -1,29 +1,47 @@
 //! `chainflow analyze`: enriches one option chain given as JSON, without Kafka.
 
 use crate::cli::AnalyzeArgs;
+use crate::UsageError;
 use anyhow::{Context, Result};
-use chainflow_config::{Config, ProductSpec};
-use chainflow_processors::enrich::{enrich_chain, Source};
-use chainflow_schemas::{EnrichedOptionChain, JsonForm, OptionChain};
+use chainflow_analytics::{enrich_chain, ProductTerms, Source};
+use chainflow_config::Config;
+use chainflow_contract::{EnrichedOptionChain, JsonForm, OptionChain};
+use std::collections::BTreeMap;
 use std::io::Read;
 
 impl AnalyzeArgs {
-    /// The product's parameters with this run's overrides.
-    fn apply(&self, p: &mut ProductSpec) {
-        if let Some(r) = self.rate {
-            p.params.rate = r;
+    /// The terms of `product`: its configured terms with this run's flags over them, or,
+    /// for a product that is not configured, the flags alone when they give every one.
+    fn terms(&self, config: &Config, product: &str, shown: &str) -> Result<ProductTerms> {
+        let configured = config.product_terms()?.remove(product);
+        let from_flags = |base: Option<ProductTerms>| -> Option<ProductTerms> {
+            Some(ProductTerms {
+                rate: self.rate.or(base.map(|t| t.rate))?,
+                dividend_yield: self.dividend_yield.or(base.map(|t| t.dividend_yield))?,
+                expiry_close: self.expiry_close.or(base.map(|t| t.expiry_close))?,
+                time_zone: self.time_zone.or(base.map(|t| t.time_zone))?,
+            })
+        };
+        if let Some(terms) = from_flags(configured) {
+            return Ok(terms);
         }
-        if let Some(q) = self.dividend_yield {
-            p.params.dividend_yield = q;
-        }
-        if let Some(close) = self.expiry_close {
-            p.close = close;
-            p.params.expiry_close = close.format("%H:%M").to_string();
-        }
-        if let Some(tz) = self.time_zone {
-            p.tz = tz;
-            p.params.time_zone = tz.name().to_string();
-        }
+        let missing: Vec<&str> = [
+            ("--rate", self.rate.is_none()),
+            ("--dividend-yield", self.dividend_yield.is_none()),
+            ("--expiry-close", self.expiry_close.is_none()),
+            ("--time-zone", self.time_zone.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, missing)| missing.then_some(flag))
+        .collect();
+        let known: Vec<&str> = config.products.keys().map(String::as_str).collect();
+        Err(UsageError(format!(
+            "{shown}: unknown product {product:?} (configured: {}); to analyze it anyway, give its \
+             parameters on the command line (missing: {})",
+            known.join(", "),
+            missing.join(", ")
+        ))
+        .into())
     }
 }
 
@@ -46,19 +64,14 @@ pub fn analyze(config: &Config, args: &AnalyzeArgs) -> Result<()> {
     let chain = JsonForm::<OptionChain>::new()
         .parse(&text)
         .with_context(|| format!("{shown} is not an option chain"))?;
-    let mut products = config.product_specs()?;
-    if let Some(product) = products.get_mut(&chain.product) {
-        args.apply(product);
-    }
+    let terms = BTreeMap::from([(chain.product.clone(), args.terms(config, &chain.product, shown)?)]);
     let source = Source {
         topic: &name,
         partition: -1,
         offset: -1,
     };
-    let enriched = enrich_chain(&chain, &products, source, chrono::Utc::now().timestamp_micros()).map_err(|e| {
-        let known = products.keys().cloned().collect::<Vec<_>>().join(", ");
-        anyhow::anyhow!("{shown}: {e} (configured products: {known})")
-    })?;
+    let enriched = enrich_chain(&chain, &terms, source, chrono::Utc::now().timestamp_micros())
+        .with_context(|| format!("{shown} cannot be enriched"))?;
     let json = JsonForm::<EnrichedOptionChain>::new().to_json(&enriched);
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(())

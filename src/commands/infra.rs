@@ -1,33 +1,19 @@
-//! `registry`, `migrate` and `topics`.
+//! `chainflow migrate` and `chainflow topics`.
 
-use crate::shutdown::on_signal;
-use crate::telemetry::{self, Readiness};
 use anyhow::{Context, Result};
 use chainflow_config::Config;
+use chainflow_contract::clickhouse::MIGRATIONS;
+use chainflow_contract::topics::provisioned;
 use chainflow_kafka::{ensure_topics, TopicOutcome};
-use chainflow_schemas::clickhouse::MIGRATIONS;
-use chainflow_schemas::topics::provisioned;
-use chainflow_sinks::migrate::{migrate as apply, plan, MigrationOutcome};
-use chainflow_sinks::ServerVersion;
-
-/// Serves the Schema Registry, with /metrics, /healthz and /readyz on the same port.
-pub async fn registry(config: &Config) -> Result<()> {
-    let shutdown = on_signal();
-    let ready = Readiness::default();
-    let api = chainflow_registry::open(&config.kafka, &config.registry.topic).await?;
-    ready.set_ready();
-    let router = api.merge(telemetry::routes(ready)?);
-    let server = telemetry::serve(&config.registry.listen, router, shutdown).await?;
-    server.await.context("registry server task")?;
-    Ok(())
-}
+use chainflow_sink::migrate::{migrate as apply, plan, MigrationOutcome};
+use chainflow_sink::ServerVersion;
 
 /// Applies migrations, or prints them for a given server version.
 pub async fn migrate(config: &Config, print_for: Option<&str>) -> Result<()> {
     let db = &config.clickhouse.database;
     if let Some(v) = print_for {
-        let server =
-            ServerVersion::parse(v).with_context(|| format!("--print-for: expected MAJOR.MINOR, got {v:?}"))?;
+        let server = ServerVersion::parse(v)
+            .ok_or_else(|| crate::UsageError(format!("--print-for: expected MAJOR.MINOR, got {v:?}")))?;
         println!("CREATE DATABASE IF NOT EXISTS {db};");
         for m in MIGRATIONS {
             match plan(m, db, server) {
@@ -37,8 +23,10 @@ pub async fn migrate(config: &Config, print_for: Option<&str>) -> Result<()> {
         }
         return Ok(());
     }
-    let client = chainflow_sinks::client(&config.clickhouse);
-    let (server, outcomes) = apply(&client, db).await?;
+    let client = chainflow_sink::client(&config.clickhouse);
+    let (server, outcomes) = apply(&client, db)
+        .await
+        .with_context(|| format!("migrating ClickHouse at {}", config.clickhouse.url))?;
     println!("ClickHouse {server} at {}, database {db}", config.clickhouse.url);
     for (name, outcome) in outcomes {
         let what = match outcome {

@@ -1,41 +1,33 @@
-//! One module per subcommand.
+//! One module per command.
 
 mod analyze;
+mod config;
 mod feed;
 mod infra;
 mod run;
-mod stages;
+mod services;
 
-use crate::cli::Command;
+use crate::cli::{Command, ConfigCommand, FeedSubcommand};
 use anyhow::Result;
 use chainflow_config::Config;
-use chainflow_schemas::codec::registry_settings;
-use chainflow_schemas::Codec;
-use std::sync::Arc;
 
 /// Runs `command`.
 pub async fn dispatch(command: Command, config: Config) -> Result<()> {
     match command {
-        Command::Registry => infra::registry(&config).await,
+        Command::Registry => services::registry(&config).await,
         Command::Migrate { print_for } => infra::migrate(&config, print_for.as_deref()).await,
         Command::Topics => infra::topics(&config).await,
         Command::Feed(cmd) => match cmd.play {
-            Some(crate::cli::FeedSubcommand::Play(args)) => feed::play(&config, &args).await,
+            Some(FeedSubcommand::Play(args)) => feed::play(&config, &args).await,
             None => feed::feed(&config, &cmd.args).await,
         },
-        Command::Enrich => stages::enrich(&config).await,
-        Command::Sink => stages::sink(&config).await,
+        Command::Enrich => services::enrich(&config).await,
+        Command::Sink => services::sink(&config).await,
         Command::Run(args) => run::run(&config, &args).await,
         Command::Analyze(args) => analyze::analyze(&config, &args),
+        Command::Config(ConfigCommand::Check { print }) => {
+            config::check(&config, print);
+            Ok(())
+        }
     }
-}
-
-/// A codec for the configured registry.
-pub fn codec(config: &Config) -> Result<Arc<Codec>> {
-    let r = &config.registry;
-    Ok(Arc::new(Codec::new(registry_settings(
-        &r.url,
-        &r.username,
-        r.password.expose(),
-    )?)))
 }

@@ -1,21 +1,25 @@
-//! `chainflow run`: feed, enrich and sink in one process against the stack.
+//! `chainflow run`: feed, enrich and sink in one process against the stack, with a watcher
+//! that ends the run once every chain the feed produced is queryable in ClickHouse.
 
-use super::feed::{now_second_us, options};
+use super::feed::{now_second_us, simulated};
 use crate::cli::RunArgs;
 use crate::progress::{bar, PipelineStats};
-use crate::shutdown::on_signal;
-use crate::telemetry::{serve_metrics, Readiness};
+use crate::wiring::{self, Process};
 use anyhow::{bail, Context, Result};
 use chainflow_config::Config;
-use chainflow_kafka::{ensure_topics, StageStats};
-use chainflow_processors::enrich::Enrich;
-use chainflow_producers::{Feed, FeedSummary};
-use chainflow_schemas::topics::provisioned;
-use chainflow_sinks::sink::ChainSink;
+use chainflow_contract::topics::{provisioned, OPTION_QUOTE, UNDERLYING};
+use chainflow_feed::{FeedReport, FeedSummary};
+use chainflow_kafka::ensure_topics;
+use chainflow_runtime::{Role, Stage, StageContext, StageStats};
 use clickhouse::Client;
+use indicatif::ProgressBar;
 use serde::Deserialize;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::watch;
+
+/// How often the watcher counts what is queryable.
+const POLL: Duration = Duration::from_millis(200);
 
 /// This run's chains: the configured products within an event-time window.
 struct Window {
@@ -34,97 +38,158 @@ struct Latest {
     max_pain_strike: Option<f64>,
 }
 
-/// Runs the pipeline; with `--chains N`, until all N are queryable in ClickHouse.
-pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
-    let shutdown = on_signal();
-    let ready = Readiness::default();
-    serve_metrics(&config.observability.metrics_listen, ready.clone(), shutdown.clone()).await?;
-    let client = chainflow_sinks::client(&config.clickhouse);
-    chainflow_sinks::migrate::migrate(&client, &config.clickhouse.database).await?;
+/// Chains of `w` queryable in `table` (`FINAL`: each once).
+async fn count(db: &Client, table: &str, w: &Window) -> Result<u64> {
+    db.query(&format!(
+        "SELECT count() FROM {table} FINAL WHERE has(?, product) AND event_time_us >= ? AND event_time_us <= ?"
+    ))
+    .bind(&w.products)
+    .bind(w.from_us)
+    .bind(w.to_us)
+    .fetch_one()
+    .await
+    .with_context(|| format!("counting {table}"))
+}
+
+/// Watches the run: until the feed is done (N chains, or a shutdown request) it shows
+/// progress; then it waits until every chain the feed produced is queryable, within
+/// `--timeout` (from the start with `--chains`, else from the feed's end), and ends the
+/// pipeline.
+struct Watch {
+    db: Client,
+    window: Window,
+    chains: Option<u64>,
+    timeout: Duration,
+    report: watch::Receiver<Option<FeedReport>>,
+    stats: PipelineStats,
+    progress: ProgressBar,
+    /// When every chain was queryable, from the start.
+    done: Arc<OnceLock<Duration>>,
+}
+
+impl Stage for Watch {
+    fn name(&self) -> &'static str {
+        "watch"
+    }
+
+    async fn run(self, ctx: StageContext) -> Result<()> {
+        ctx.set_ready(true);
+        let started = Instant::now();
+        let mut deadline = started + self.timeout;
+        let mut produced: Option<u64> = None;
+        loop {
+            self.progress
+                .set_message(format!("chains queryable · {}", self.stats.line()));
+            if produced.is_none() {
+                if let Some(report) = self.report.borrow().as_ref() {
+                    produced = Some(report.sent.chains());
+                    if self.chains.is_none() {
+                        deadline = Instant::now() + self.timeout;
+                    }
+                }
+            }
+            let stored = count(&self.db, "chain_snapshots", &self.window).await?;
+            self.progress.set_position(stored);
+            if let Some(n) = produced.or(self.chains) {
+                if stored >= n {
+                    self.done.get_or_init(|| started.elapsed());
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "timed out after {} s: {stored} of {n} chains queryable ({})",
+                        self.timeout.as_secs(),
+                        self.stats.line()
+                    );
+                }
+            }
+            tokio::select! {
+                _ = ctx.stopped() => return Ok(()),
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+}
+
+/// Creates the tables and topics, each within the startup timeout.
+async fn set_up(config: &Config, client: &Client) -> Result<()> {
+    chainflow_sink::migrate::migrate(client, &config.clickhouse.database)
+        .await
+        .with_context(|| format!("setting up ClickHouse at {}", config.clickhouse.url))?;
     ensure_topics(
         &config.kafka,
         &provisioned(config.kafka.partitions, &config.registry.topic),
     )
-    .await?;
-    let db = client.clone().with_database(&config.clickhouse.database);
+    .await
+    .with_context(|| format!("setting up the topics on Kafka at {}", config.kafka.bootstrap_servers))?;
+    Ok(())
+}
+
+/// Runs the pipeline; with `--chains N`, until all N are queryable in ClickHouse.
+pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
+    let client = chainflow_sink::client(&config.clickhouse);
+    set_up(config, &client).await?;
+    let db = client.with_database(&config.clickhouse.database);
     // Continue the simulated market after the last stored chain, so this run's chains are
     // exactly those from its start time on.
     let last_stored: i64 = db
         .query("SELECT max(event_time_us) FROM chain_snapshots")
         .fetch_one()
-        .await?;
-    let opts = options(config, &args.feed, now_second_us().max(last_stored + 1_000_000))?;
-    let codec = super::codec(config)?;
+        .await
+        .context("reading the last stored chain")?;
+    let default_start_us = now_second_us().max(last_stored + 1_000_000);
+    let start_us = args.feed.start.unwrap_or(default_start_us);
     let stats = PipelineStats::default();
-
-    let stages = CancellationToken::new();
-    let enrich = Enrich::new(config, codec.clone(), stats.enrich.clone())?;
-    let sink = ChainSink::new(config, codec.clone(), stats.sink.clone()).await?;
-    let enrich_task = tokio::spawn(enrich.run(stages.clone()));
-    let sink_task = tokio::spawn(sink.run(stages.clone()));
-    let feed = Feed::new(config, codec, stats.feed.clone(), &opts)?;
-    ready.set_ready();
-
-    let started = Instant::now();
-    let feed_token = shutdown.clone();
-    let feed_opts = opts.clone();
-    let mut feed_task = tokio::spawn(async move { feed.run(&feed_opts, feed_token).await });
-    let progress = bar(opts.chains, "");
+    let feed = simulated(config, &args.feed, default_start_us, stats.feed.clone())?;
+    let report = feed.report();
     let products: Vec<String> = config.products.keys().cloned().collect();
-    let window = Window {
-        products: products.clone(),
-        from_us: opts.start_us,
-        to_us: i64::MAX,
+    let progress = bar(args.feed.chains, "");
+    let done = Arc::new(OnceLock::new());
+    let watch = Watch {
+        db: db.clone(),
+        window: Window {
+            products: products.clone(),
+            from_us: start_us,
+            to_us: i64::MAX,
+        },
+        chains: args.feed.chains,
+        timeout: Duration::from_secs(args.timeout),
+        report: report.clone(),
+        stats: stats.clone(),
+        progress: progress.clone(),
+        done: done.clone(),
     };
-    // Until the feed is done (N chains, or Ctrl-C), show progress; then wait until every
-    // chain it produced is queryable, so stopping never leaves work behind. With --chains the
-    // timeout runs from the start; otherwise it bounds the drain after Ctrl-C.
-    let mut summary = None;
-    let mut deadline = started + Duration::from_secs(args.timeout);
-    let outcome: Result<()> = loop {
-        progress.set_message(format!("chains queryable · {}", stats.line()));
-        if summary.is_none() && feed_task.is_finished() {
-            summary = Some((&mut feed_task).await.context("feed task")??);
-            if opts.chains.is_none() {
-                deadline = Instant::now() + Duration::from_secs(args.timeout);
-            }
-        }
-        let stored = count(&db, "chain_snapshots", &window).await?;
-        progress.set_position(stored);
-        if let Some(n) = summary.as_ref().map(FeedSummary::chains).or(opts.chains) {
-            if stored >= n {
-                break Ok(());
-            }
-            if Instant::now() > deadline {
-                break Err(anyhow::anyhow!(
-                    "timed out after {} s: {stored} of {n} chains queryable ({})",
-                    args.timeout,
-                    stats.line()
-                ));
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let elapsed = started.elapsed();
+    let mut process = Process::new(config).await?;
+    process.spawn(wiring::enrich(config, stats.enrich.clone())?, Role::Drain);
+    process.spawn(wiring::sink(config, stats.sink.clone())?, Role::Drain);
+    process.spawn(feed, Role::Worker);
+    process.spawn(watch, Role::Monitor);
+    let outcome = process.run().await;
     progress.finish_and_clear();
-    let summary = match summary {
-        Some(s) => s,
-        None => feed_task.await.context("feed task")??,
-    };
-    stages.cancel();
-    enrich_task.await.context("enrich task")??;
-    sink_task.await.context("sink task")??;
     outcome?;
+    let summary = report.borrow().as_ref().map(|r| r.sent.clone()).unwrap_or_default();
+    let elapsed = done.get().copied().unwrap_or_default();
+    print_summary(&db, &summary, &stats, products, elapsed).await
+}
 
+/// Prints what the run produced, enriched and stored, and fails when the counts do not
+/// balance.
+async fn print_summary(
+    db: &Client,
+    summary: &FeedSummary,
+    stats: &PipelineStats,
+    products: Vec<String>,
+    elapsed: Duration,
+) -> Result<()> {
     let (from_us, to_us) = summary.chain_times.unwrap_or((0, -1));
     let window = Window {
         products,
         from_us,
         to_us,
     };
-    let snapshots = count(&db, "chain_snapshots", &window).await?;
-    let options_stored = count(&db, "chain_options", &window).await?;
-    let secs = elapsed.as_secs_f64();
+    let snapshots = count(db, "chain_snapshots", &window).await?;
+    let options_stored = count(db, "chain_options", &window).await?;
+    let secs = elapsed.as_secs_f64().max(1e-9);
     let chains = summary.chains();
     println!("chainflow run: {chains} chains produced, enriched and stored in {secs:.1} s");
     println!(
@@ -132,13 +197,10 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
         chains as f64 / secs,
         summary.options as f64 / secs
     );
-    println!(
-        "  market.underlying         {} ticks produced",
-        summary.on(chainflow_schemas::topics::UNDERLYING)
-    );
+    println!("  market.underlying         {} ticks produced", summary.on(UNDERLYING));
     println!(
         "  market.option_quote       {} quotes produced",
-        summary.on(chainflow_schemas::topics::OPTION_QUOTE)
+        summary.on(OPTION_QUOTE)
     );
     println!("  market.option_chain       {chains} chains produced");
     println!(
@@ -168,7 +230,7 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
         .await?;
     println!("  latest chains:");
     for l in latest {
-        let expiry = chainflow_schemas::keys::date_from_days(l.expiry as i32);
+        let expiry = chainflow_contract::keys::date_from_days(i32::from(l.expiry));
         println!(
             "    {:<11} {expiry}  spot {:>10.2}  pcr_oi {:>6}  atm {:>8}  max pain {:>8}",
             l.product,
@@ -179,16 +241,4 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-async fn count(db: &Client, table: &str, w: &Window) -> Result<u64> {
-    db.query(&format!(
-        "SELECT count() FROM {table} FINAL WHERE has(?, product) AND event_time_us >= ? AND event_time_us <= ?"
-    ))
-    .bind(&w.products)
-    .bind(w.from_us)
-    .bind(w.to_us)
-    .fetch_one()
-    .await
-    .with_context(|| format!("counting {table}"))
 }

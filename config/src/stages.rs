@@ -1,0 +1,192 @@
+//! One section per stage, read only by that stage, and the sections of the process as a
+//! whole (`[pipeline]`, `[observability]`).
+
+use serde::{Deserialize, Serialize};
+
+/// `chainflow feed` (`[feed]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedConfig {
+    /// Messages per second over the three market topics; 0 = as fast as the broker takes them.
+    pub rate: f64,
+    /// Seed of the simulator, for reproducible runs.
+    pub seed: u64,
+}
+
+/// `chainflow enrich` (`[enrich]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichConfig {
+    /// Consumer group.
+    pub group_id: String,
+    /// Kafka transactions (exactly-once). Off: enriched records are produced idempotently
+    /// and offsets committed after the broker acknowledged them (at-least-once; the
+    /// `chainflow.id` header and ClickHouse's natural keys absorb repeats). The local
+    /// Tansu broker has no transaction commit, so the stack turns this off.
+    pub transactions: bool,
+    /// Input records per Kafka transaction (or batch), at most.
+    pub transaction_max_records: usize,
+    /// Milliseconds a transaction stays open, at most.
+    pub transaction_max_ms: u64,
+}
+
+/// `chainflow sink` (`[sink]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// Consumer group.
+    pub group_id: String,
+    /// Flush when a batch holds this many chains.
+    pub batch_chains: usize,
+    /// Flush when the oldest chain of a batch is this old.
+    pub batch_ms: u64,
+    /// First retry delay after a failed insert; doubles up to `retry_max_ms`, with jitter.
+    pub retry_initial_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_ms: u64,
+}
+
+/// How the stages of one process are run together (`[pipeline]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Milliseconds a stage keeps trying to reach its dependencies (Kafka, the registry,
+    /// ClickHouse) at start before it fails, and the pipeline with it.
+    pub startup_timeout_ms: u64,
+    /// Milliseconds the stages have to flush and commit once they are asked to stop (a
+    /// SIGINT or SIGTERM, or another stage's failure); a stage still running then is
+    /// abandoned and the process exits with an error naming it.
+    pub shutdown_timeout_ms: u64,
+}
+
+/// Logs and metrics (`[observability]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservabilityConfig {
+    /// Address of the /metrics, /healthz and /readyz endpoint ("" to disable).
+    pub metrics_listen: String,
+    /// `auto` (text on a terminal, JSON otherwise), `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+/// The form of log lines on standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Text when standard error is a terminal, JSON otherwise.
+    #[default]
+    Auto,
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        Self { rate: 0.0, seed: 42 }
+    }
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        Self {
+            group_id: "chainflow-enrich".into(),
+            transactions: true,
+            transaction_max_records: 1000,
+            transaction_max_ms: 100,
+        }
+    }
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self {
+            group_id: "chainflow-sink".into(),
+            batch_chains: 2000,
+            batch_ms: 500,
+            retry_initial_ms: 200,
+            retry_max_ms: 30_000,
+        }
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            startup_timeout_ms: 30_000,
+            shutdown_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        Self {
+            metrics_listen: "127.0.0.1:9464".into(),
+            log_format: LogFormat::Auto,
+        }
+    }
+}
+
+/// `field` must be at least 1.
+fn at_least_one(field: &str, v: u64) -> Result<(), String> {
+    if v == 0 {
+        Err(format!("{field}: must be at least 1"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A consumer group id, for `field`.
+fn check_group(field: &str, group: &str) -> Result<(), String> {
+    if group.trim().is_empty() {
+        Err(format!("{field}: must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+impl FeedConfig {
+    /// Checks every field; the error names it.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.rate.is_finite() || self.rate < 0.0 {
+            return Err(format!(
+                "feed.rate: must be 0 (unthrottled) or positive, got {}",
+                self.rate
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl EnrichConfig {
+    /// Checks every field; the error names it.
+    pub fn validate(&self) -> Result<(), String> {
+        check_group("enrich.group_id", &self.group_id)?;
+        at_least_one("enrich.transaction_max_records", self.transaction_max_records as u64)?;
+        at_least_one("enrich.transaction_max_ms", self.transaction_max_ms)
+    }
+}
+
+impl SinkConfig {
+    /// Checks every field; the error names it.
+    pub fn validate(&self) -> Result<(), String> {
+        check_group("sink.group_id", &self.group_id)?;
+        at_least_one("sink.batch_chains", self.batch_chains as u64)?;
+        at_least_one("sink.batch_ms", self.batch_ms)?;
+        at_least_one("sink.retry_initial_ms", self.retry_initial_ms)?;
+        if self.retry_max_ms < self.retry_initial_ms {
+            return Err("sink.retry_max_ms: must not be below sink.retry_initial_ms".into());
+        }
+        Ok(())
+    }
+}
+
+impl PipelineConfig {
+    /// Checks every field; the error names it.
+    pub fn validate(&self) -> Result<(), String> {
+        at_least_one("pipeline.startup_timeout_ms", self.startup_timeout_ms)?;
+        at_least_one("pipeline.shutdown_timeout_ms", self.shutdown_timeout_ms)
+    }
+}

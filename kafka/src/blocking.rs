@@ -1,0 +1,158 @@
+//! The librdkafka calls that block their thread on the network (commits, seeks, committed
+//! offsets, metadata, watermarks, offsets for times, transactions, flush), run on tokio's
+//! blocking pool so that the async workers never wait on a broker. `clippy.toml` forbids
+//! calling them anywhere else.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "this module is where the blocking librdkafka calls are allowed"
+)]
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::{Client, ClientContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::metadata::Metadata;
+use rdkafka::producer::future_producer::FutureProducerContext;
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::TopicPartitionList;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs `f` on the blocking pool and returns what it returns (a panic in it is re-raised).
+async fn off_the_workers<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// A librdkafka handle that can ask the cluster for metadata.
+pub trait Handle: Send + Sync + 'static {
+    /// The handle's client context.
+    type Context: ClientContext + 'static;
+    /// The underlying client.
+    fn client(&self) -> &Client<Self::Context>;
+}
+
+impl<C: ClientContext + 'static> Handle for AdminClient<C> {
+    type Context = C;
+    fn client(&self) -> &Client<C> {
+        self.inner()
+    }
+}
+
+impl<C: ConsumerContext + 'static> Handle for StreamConsumer<C> {
+    type Context = C;
+    fn client(&self) -> &Client<C> {
+        Consumer::client(self)
+    }
+}
+
+impl<C: ConsumerContext + 'static> Handle for BaseConsumer<C> {
+    type Context = C;
+    fn client(&self) -> &Client<C> {
+        Consumer::client(self)
+    }
+}
+
+impl<C: ClientContext + 'static> Handle for FutureProducer<C> {
+    type Context = FutureProducerContext<C>;
+    fn client(&self) -> &Client<FutureProducerContext<C>> {
+        Producer::client(self)
+    }
+}
+
+/// Metadata of `topic`, or of every topic.
+pub async fn fetch_metadata<H: Handle>(
+    handle: &Arc<H>,
+    topic: Option<&str>,
+    timeout: Duration,
+) -> KafkaResult<Metadata> {
+    let (handle, topic) = (handle.clone(), topic.map(str::to_string));
+    off_the_workers(move || handle.client().fetch_metadata(topic.as_deref(), timeout)).await
+}
+
+/// The low and high watermarks of one partition.
+pub async fn fetch_watermarks<H: Handle>(
+    handle: &Arc<H>,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> KafkaResult<(i64, i64)> {
+    let (handle, topic) = (handle.clone(), topic.to_string());
+    off_the_workers(move || handle.client().fetch_watermarks(&topic, partition, timeout)).await
+}
+
+/// Commits `offsets` for the consumer's group and waits for the broker's answer.
+pub async fn commit<K, X>(consumer: &Arc<K>, offsets: TopicPartitionList) -> KafkaResult<()>
+where
+    K: Consumer<X> + Send + Sync + 'static,
+    X: ConsumerContext + 'static,
+{
+    let consumer = consumer.clone();
+    off_the_workers(move || consumer.commit(&offsets, CommitMode::Sync)).await
+}
+
+/// The group's committed offsets of the consumer's assigned partitions.
+pub async fn committed<K, X>(consumer: &Arc<K>, timeout: Duration) -> KafkaResult<TopicPartitionList>
+where
+    K: Consumer<X> + Send + Sync + 'static,
+    X: ConsumerContext + 'static,
+{
+    let consumer = consumer.clone();
+    off_the_workers(move || consumer.committed(timeout)).await
+}
+
+/// Moves the consumer to the offsets in `positions`; per-partition errors are in the result.
+pub async fn seek_partitions<K, X>(
+    consumer: &Arc<K>,
+    positions: TopicPartitionList,
+    timeout: Duration,
+) -> KafkaResult<TopicPartitionList>
+where
+    K: Consumer<X> + Send + Sync + 'static,
+    X: ConsumerContext + 'static,
+{
+    let consumer = consumer.clone();
+    off_the_workers(move || consumer.seek_partitions(positions, timeout)).await
+}
+
+/// Waits until every record the producer holds is delivered (or `timeout`).
+pub async fn flush<C: ClientContext + 'static>(producer: &FutureProducer<C>, timeout: Duration) -> KafkaResult<()> {
+    let producer = producer.clone();
+    off_the_workers(move || producer.flush(timeout)).await
+}
+
+/// Registers the producer's transactional id with the broker, fencing older instances.
+pub async fn init_transactions<C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    timeout: Duration,
+) -> KafkaResult<()> {
+    let producer = producer.clone();
+    off_the_workers(move || producer.init_transactions(timeout)).await
+}
+
+/// Adds the consumer's `positions` to the open transaction and commits it.
+pub async fn commit_transaction<C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    positions: TopicPartitionList,
+    group: ConsumerGroupMetadata,
+    timeout: Duration,
+) -> KafkaResult<()> {
+    let producer = producer.clone();
+    off_the_workers(move || {
+        producer.send_offsets_to_transaction(&positions, &group, timeout)?;
+        producer.commit_transaction(timeout)
+    })
+    .await
+}
+
+/// Aborts the open transaction: nothing produced in it becomes visible to read_committed
+/// consumers.
+pub async fn abort_transaction<C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    timeout: Duration,
+) -> KafkaResult<()> {
+    let producer = producer.clone();
+    off_the_workers(move || producer.abort_transaction(timeout)).await
+}

@@ -1,0 +1,15 @@
+//! The stage runtime, written once for every command: a [`Stage`] is a transformation with
+//! a [`StageContext`] that says when to stop and where to report readiness; a [`Pipeline`]
+//! runs stages together, stops them all when one fails or the process is asked to stop, and
+//! bounds how long they may take to flush; [`signals`] turns SIGINT and SIGTERM into that
+//! request (a second signal exits at once); [`http`] serves /metrics, /healthz and /readyz.
+
+pub mod http;
+mod pipeline;
+pub mod signals;
+mod stage;
+mod stats;
+
+pub use pipeline::Pipeline;
+pub use stage::{Health, Role, Stage, StageContext};
+pub use stats::StageStats;

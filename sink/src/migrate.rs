@@ -1,0 +1,106 @@
+//! `chainflow migrate`: applies `schemas/clickhouse` migrations once each, in order.
+
+use crate::server::ServerVersion;
+use anyhow::{bail, Context, Result};
+use chainflow_contract::clickhouse::{Migration, MIGRATIONS};
+use clickhouse::Client;
+use serde::Deserialize;
+
+/// What happened to one migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrationOutcome {
+    /// Applied now.
+    Applied,
+    /// Applied earlier, unchanged.
+    AlreadyApplied,
+    /// Needs a newer server.
+    Skipped(String),
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct AppliedRow {
+    version: u32,
+    checksum: String,
+}
+
+/// Statements of `migration` for `database`, or why it does not run on `server`.
+pub fn plan(migration: &Migration, database: &str, server: ServerVersion) -> Result<Vec<String>, String> {
+    match migration.min_server_version() {
+        Some((major, minor)) if server < ServerVersion(major, minor) => {
+            Err(format!("needs ClickHouse {major}.{minor}+, server is {server}"))
+        }
+        _ => Ok(migration.statements(database)),
+    }
+}
+
+/// Creates the database and applies every pending migration; idempotent.
+pub async fn migrate(
+    client: &Client,
+    database: &str,
+) -> Result<(ServerVersion, Vec<(&'static str, MigrationOutcome)>)> {
+    let server = ServerVersion::detect(client).await?;
+    client
+        .query(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
+        .execute()
+        .await
+        .with_context(|| format!("creating database {database}"))?;
+    client
+        .query(&format!(
+            "CREATE TABLE IF NOT EXISTS {database}.schema_migrations \
+             (version UInt32, name String, checksum String, applied_at DateTime DEFAULT now()) \
+             ENGINE = ReplacingMergeTree ORDER BY version"
+        ))
+        .execute()
+        .await
+        .context("creating schema_migrations")?;
+    let applied: Vec<AppliedRow> = client
+        .query(&format!(
+            "SELECT version, checksum FROM {database}.schema_migrations FINAL"
+        ))
+        .fetch_all()
+        .await
+        .context("reading schema_migrations")?;
+    let mut out = Vec::new();
+    for m in MIGRATIONS {
+        if let Some(row) = applied.iter().find(|r| r.version == m.version) {
+            if row.checksum != m.checksum() {
+                bail!(
+                    "migration {} changed after it was applied (checksum {} in {database}.schema_migrations, {} now): \
+                     add a new migration instead of editing an applied one",
+                    m.name,
+                    row.checksum,
+                    m.checksum()
+                );
+            }
+            out.push((m.name, MigrationOutcome::AlreadyApplied));
+            continue;
+        }
+        let statements = match plan(m, database, server) {
+            Ok(s) => s,
+            Err(why) => {
+                out.push((m.name, MigrationOutcome::Skipped(why)));
+                continue;
+            }
+        };
+        for s in &statements {
+            client
+                .query(s)
+                .execute()
+                .await
+                .with_context(|| format!("migration {}: {s}", m.name))?;
+        }
+        client
+            .query(&format!(
+                "INSERT INTO {database}.schema_migrations (version, name, checksum) VALUES (?, ?, ?)"
+            ))
+            .bind(m.version)
+            .bind(m.name)
+            .bind(m.checksum())
+            .execute()
+            .await
+            .with_context(|| format!("recording migration {}", m.name))?;
+        tracing::info!(migration = m.name, "migration applied");
+        out.push((m.name, MigrationOutcome::Applied));
+    }
+    Ok((server, out))
+}

@@ -1,0 +1,126 @@
+//! One wiring for every command: each stage is built here from its own configuration
+//! section and the connections it shares with the others, and a command's stages run in one
+//! supervised [`Process`] with the process's health and metrics endpoints.
+
+use anyhow::Result;
+use chainflow_codec::{registry_settings, Codec};
+use chainflow_config::Config;
+use chainflow_enrich::Enrich;
+use chainflow_registry::RegistryServer;
+use chainflow_runtime::{http, signals, Health, Pipeline, Role, Stage, StageStats};
+use chainflow_sink::Sink;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A codec for the configured Schema Registry.
+pub fn codec(config: &Config) -> Result<Arc<Codec>> {
+    let r = &config.registry;
+    Ok(Arc::new(Codec::new(registry_settings(
+        &r.url,
+        &r.username,
+        r.password.expose(),
+    )?)))
+}
+
+/// The enrich stage.
+pub fn enrich(config: &Config, stats: Arc<StageStats>) -> Result<Enrich> {
+    Ok(Enrich::new(
+        &config.enrich,
+        &config.kafka,
+        codec(config)?,
+        config.product_terms()?,
+        stats,
+    ))
+}
+
+/// The sink stage.
+pub fn sink(config: &Config, stats: Arc<StageStats>) -> Result<Sink> {
+    Ok(Sink::new(
+        &config.sink,
+        &config.kafka,
+        &config.clickhouse,
+        codec(config)?,
+        stats,
+    ))
+}
+
+/// The stages of one process, supervised together: the first SIGINT or SIGTERM asks them
+/// to stop, a second one exits at once; `/metrics`, `/healthz` and `/readyz` are served on
+/// `observability.metrics_listen` while they run.
+pub struct Process {
+    pipeline: Pipeline,
+    health: Health,
+    metrics: Option<TcpListener>,
+}
+
+impl Process {
+    /// A process for `config`, serving its endpoints on `observability.metrics_listen`
+    /// (unless empty).
+    pub async fn new(config: &Config) -> Result<Self> {
+        let listen = &config.observability.metrics_listen;
+        let metrics = if listen.is_empty() {
+            None
+        } else {
+            Some(http::bind(listen).await?)
+        };
+        Ok(Self::with_endpoint(config, metrics))
+    }
+
+    /// A process whose endpoints a stage serves itself (the registry, on its own port).
+    pub fn without_endpoint(config: &Config) -> Self {
+        Self::with_endpoint(config, None)
+    }
+
+    fn with_endpoint(config: &Config, metrics: Option<TcpListener>) -> Self {
+        let health = Health::default();
+        let p = &config.pipeline;
+        let pipeline = Pipeline::new(
+            signals::shutdown_request(),
+            health.clone(),
+            Duration::from_millis(p.startup_timeout_ms),
+            Duration::from_millis(p.shutdown_timeout_ms),
+        );
+        Self {
+            pipeline,
+            health,
+            metrics,
+        }
+    }
+
+    /// The registry stage, serving this process's endpoints beside its API.
+    pub fn registry(&self, config: &Config) -> Result<RegistryServer> {
+        Ok(RegistryServer::new(
+            &config.registry,
+            &config.kafka,
+            http::routes(self.health.clone())?,
+        ))
+    }
+
+    /// Adds a stage.
+    pub fn spawn<S: Stage>(&mut self, stage: S, role: Role) {
+        self.pipeline.spawn(stage, role);
+    }
+
+    /// Runs the stages to the pipeline's end, serving the endpoints meanwhile.
+    pub async fn run(self) -> Result<()> {
+        let stop = CancellationToken::new();
+        let server = match self.metrics {
+            Some(listener) => Some(tokio::spawn(http::serve(
+                listener,
+                http::routes(self.health.clone())?,
+                stop.clone(),
+            ))),
+            None => None,
+        };
+        let outcome = self.pipeline.run().await;
+        stop.cancel();
+        if let Some(server) = server {
+            if let Ok(Err(e)) = server.await {
+                tracing::warn!(error = %format!("{e:#}"), "the metrics endpoint failed");
+            }
+        }
+        outcome
+    }
+}
