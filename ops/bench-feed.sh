@@ -11,7 +11,7 @@ cd "$ROOT"
 cargo build --release --quiet --bin chainflow
 ops/stack.sh up >/dev/null
 eval "$(ops/stack.sh env)"
-export CHAINFLOW_OBSERVABILITY__LOG_FORMAT=text RUST_LOG="${RUST_LOG:-warn}"
+export RUST_LOG="${RUST_LOG:-warn}"
 echo "[bench-feed] broker store: $(du -sh "${CHAINFLOW_STACK_DIR:-$ROOT/.stack}/tansu" | cut -f1)"
 exec target/release/chainflow feed --chains "${1:-24000}" --scenario "${2:-normal}" \
   --start 2025-01-27T03:45:00Z --set observability.metrics_listen=

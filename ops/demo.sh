@@ -6,6 +6,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/ops/stack.sh" up
 eval "$("$ROOT/ops/stack.sh" env)"
-export CHAINFLOW_OBSERVABILITY__LOG_FORMAT="${CHAINFLOW_OBSERVABILITY__LOG_FORMAT:-text}"
 export RUST_LOG="${RUST_LOG:-error}"  # per-record warnings (dead letters) are counted in the summary
 exec "$ROOT/target/debug/chainflow" run --chains "${1:-10000}"

@@ -116,7 +116,7 @@ build_chainflow() {
 start_registry() {
   if running registry; then log "registry: running (pid $(pid_of registry))"; return; fi
   claim_port registry "$REGISTRY_PORT"
-  CHAINFLOW_OBSERVABILITY__LOG_FORMAT=json launch registry "$STACK" "$CHAINFLOW_BIN" registry
+  launch registry "$STACK" "$CHAINFLOW_BIN" registry
   wait_for registry "$registry_probe" 90
   log "registry: started on 127.0.0.1:$REGISTRY_PORT (state in the _schemas topic)"
 }

@@ -1,34 +1,89 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, starts the local stack if needed, then
-# runs unit tests, integration tests against the real broker, registry and ClickHouse,
-# and checks the shipped SQL on a current ClickHouse engine (chdb).
+# The whole test suite, in phases, each timed:
+#   install      what is missing on this machine (ops/install.sh, idempotent)
+#   format       cargo fmt --check
+#   lint         cargo clippy on every target, warnings are errors
+#   layering     the pure analytics crate links no I/O (cargo tree)
+#   unit         cargo test --workspace: unit and pure tests, nothing started
+#   stack        the local stack (ops/stack.sh up), started if needed
+#   integration  the tests behind the `stack` feature, against the real broker, registry
+#                and ClickHouse; fails when none ran
+#   compose      docker-compose.kafka.yml validates
+#   sql          the shipped SQL on a current ClickHouse engine (chdb)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-phase() { printf '\n[test] %s\n' "$*"; }
+export RUST_LOG="${RUST_LOG:-warn}"
+
+declare -a PHASES=()
+phase_start=$SECONDS
+phase() {
+  if [ -n "${current:-}" ]; then PHASES+=("$current $((SECONDS - phase_start))s"); fi
+  current="$1"
+  phase_start=$SECONDS
+  printf '\n[test] %s\n' "$1"
+}
+
+# Runs cargo test with "$@", echoing its output; sets $passed and $failed.
+run_tests() {
+  local log
+  log="$(mktemp)"
+  local rc=0
+  cargo test "$@" 2>&1 | tee "$log" || rc=$?
+  passed=$(grep -o '[0-9]* passed' "$log" | awk '{s += $1} END {print s + 0}')
+  failed=$(grep -o '[0-9]* failed' "$log" | awk '{s += $1} END {print s + 0}')
+  rm -f "$log"
+  return $rc
+}
+
 t0=$SECONDS
-phase "install"
+phase install
 ops/install.sh
-t1=$SECONDS
-phase "build"
-cargo build --workspace --all-targets --quiet
-t2=$SECONDS
-phase "stack"
+
+phase format
+cargo fmt --all --check
+
+phase lint
+cargo clippy --workspace --all-targets --features stack --quiet -- -D warnings
+
+phase layering
+forbidden='^(tokio|reqwest|hyper|rdkafka|clickhouse) '
+if cargo tree -p chainflow-analytics -e normal --prefix none | grep -E "$forbidden"; then
+  echo "chainflow-analytics must stay pure: it links the crates above (docs/architecture.md)" >&2
+  exit 1
+fi
+echo "chainflow-analytics links none of tokio, reqwest, hyper, rdkafka, clickhouse"
+
+phase unit
+run_tests --workspace --quiet
+unit_passed=$passed
+
+phase stack
 ops/stack.sh up
 eval "$(ops/stack.sh env)"
-t3=$SECONDS
-phase "tests"
-export CHAINFLOW_OBSERVABILITY__LOG_FORMAT=text RUST_LOG="${RUST_LOG:-warn}"
-log="$(mktemp)"
-cargo test --workspace --quiet -- --test-threads=1 2>&1 | tee "$log"
-passed=$(grep -o '[0-9]* passed' "$log" | awk '{s += $1} END {print s + 0}')
-failed=$(grep -o '[0-9]* failed' "$log" | awk '{s += $1} END {print s + 0}')
-rm -f "$log"
-phase "docker-compose.kafka.yml"
+
+phase integration
+stack_tests=$(cargo metadata --no-deps --format-version 1 | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["packages"]:
+    for t in p["targets"]:
+        if "stack" in (t.get("required-features") or []):
+            print("--test", t["name"])')
+# shellcheck disable=SC2086
+run_tests --workspace --features stack $stack_tests --quiet -- --test-threads=1
+stack_passed=$passed
+if [ "$stack_passed" -eq 0 ]; then
+  echo "no integration test ran" >&2
+  exit 1
+fi
+
+phase compose
 docker-compose -f docker-compose.kafka.yml config -q && echo "docker-compose.kafka.yml: valid"
-phase "SQL on a current ClickHouse engine (chdb)"
+
+phase sql
 target/debug/chainflow migrate --print-for 26.1 | python3 ops/check_sql.py
-t4=$SECONDS
-printf '\n[test] phases: install %ds, build %ds, stack %ds, tests %ds, total %ds\n' \
-  $((t1 - t0)) $((t2 - t1)) $((t3 - t2)) $((t4 - t3)) $((t4 - t0))
-echo "cargo: $passed passed, $failed failed"
+
+phase done
+printf '\n[test] phases: %s\n' "${PHASES[*]}"
+printf '[test] total %ds; unit and pure tests: %d passed; integration tests on the stack: %d passed\n' \
+  $((SECONDS - t0)) "$unit_passed" "$stack_passed"

@@ -40,7 +40,7 @@ fn murmur2(data: &[u8]) -> u32 {
     }
     if !tail.is_empty() {
         for (i, b) in tail.iter().enumerate().rev() {
-            h ^= (*b as u32) << (8 * i);
+            h ^= u32::from(*b) << (8 * i);
         }
         h = h.wrapping_mul(m);
     }
@@ -133,7 +133,7 @@ fn expected(spec: &ProductSpec) -> Vec<MarketEvent> {
     Simulator::new([spec.clone()], options)
         .take_while(|e| {
             let more = chains < CHAINS;
-            chains += matches!(e, MarketEvent::Chain(_)) as usize;
+            chains += usize::from(matches!(e, MarketEvent::Chain(_)));
             more
         })
         .collect()
@@ -329,7 +329,7 @@ async fn play_reports_exactly_the_bad_lines() {
     let mut rows: Vec<String> = csv.lines().map(str::to_string).collect();
     // line numbers count the header: the second chain's third row
     let bad_line = 1 + rows_per_chain + 3;
-    rows[bad_line - 1] = rows[bad_line - 1].replacen(",", ",20250130,", 1);
+    rows[bad_line - 1] = rows[bad_line - 1].replacen(',', ",20250130,", 1);
     let file = std::env::temp_dir().join(format!("chainflow-bad-{}.csv", names.tag()));
     std::fs::write(&file, rows.join("\n") + "\n").unwrap();
     let out = run(&config_file, &["feed", "play", file.to_str().unwrap(), "--speed", "0"]);

@@ -160,7 +160,10 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
         .fetch_all()
         .await
         .unwrap();
-    let by_key: BTreeMap<(i32, i64), &Stored> = rows.iter().map(|r| ((r.expiry as i32, r.event_time_us), r)).collect();
+    let by_key: BTreeMap<(i32, i64), &Stored> = rows
+        .iter()
+        .map(|r| ((i32::from(r.expiry), r.event_time_us), r))
+        .collect();
     assert_eq!(by_key.len(), CHAINS);
     for c in &raw {
         let row = by_key

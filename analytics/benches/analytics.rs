@@ -40,7 +40,7 @@ fn chain() -> (OptionChain, ChainParams) {
     let forward = SPOT * ((r - q) * t).exp();
     let strikes = (-STRIKES / 2..=STRIKES / 2)
         .map(|j| {
-            let k = 21_550.0 + 50.0 * j as f64;
+            let k = 21_550.0 + 50.0 * f64::from(j);
             let m = (k / forward).ln();
             let sigma = 0.14 + 0.8 * m * m - 0.15 * m;
             let quote = |kind| {
@@ -73,7 +73,7 @@ fn mids(chain: &OptionChain) -> Vec<(OptionType, f64, f64)> {
         .iter()
         .flat_map(|s| {
             [(OptionType::Call, &s.call), (OptionType::Put, &s.put)]
-                .map(|(kind, q)| (kind, s.strike, (q.bid + q.ask) / 2.0))
+                .map(|(kind, q)| (kind, s.strike, f64::midpoint(q.bid, q.ask)))
         })
         .collect()
 }
@@ -96,7 +96,7 @@ fn one_option(c: &mut Criterion) {
     let (t, r) = (params.time_to_expiry, params.rate);
     // an out-of-the-money call 2% above spot
     let s = &chain.strikes[(STRIKES / 2 + 9) as usize];
-    let price = (s.call.bid + s.call.ask) / 2.0;
+    let price = f64::midpoint(s.call.bid, s.call.ask);
     let mut group = c.benchmark_group("option");
     group.bench_function("chainflow iv+greeks (cold start)", |b| {
         b.iter(|| {
@@ -107,13 +107,13 @@ fn one_option(c: &mut Criterion) {
                 black_box(price),
                 chainflow_analytics::iv::Start::Cold,
             )
-        })
+        });
     });
     group.bench_function("chainflow iv only", |b| {
-        b.iter(|| v.implied_vol(OptionType::Call, black_box(s.strike), black_box(price)))
+        b.iter(|| v.implied_vol(OptionType::Call, black_box(s.strike), black_box(price)));
     });
     group.bench_function("implied-vol iv only", |b| {
-        b.iter(|| lets_be_rational(&v, t, r, OptionType::Call, black_box(s.strike), black_box(price)))
+        b.iter(|| lets_be_rational(&v, t, r, OptionType::Call, black_box(s.strike), black_box(price)));
     });
     group.finish();
 }
@@ -125,7 +125,7 @@ fn one_chain(c: &mut Criterion) {
     let prices = mids(&chain);
     let mut group = c.benchmark_group("chain 2x41");
     group.bench_function("chainflow analyze (all IVs, Greeks, metrics)", |b| {
-        b.iter(|| analyze(black_box(&chain), black_box(&params)))
+        b.iter(|| analyze(black_box(&chain), black_box(&params)));
     });
     group.bench_function("chainflow iv only, each option cold", |b| {
         b.iter(|| {
@@ -133,7 +133,7 @@ fn one_chain(c: &mut Criterion) {
                 .iter()
                 .filter_map(|&(kind, k, p)| v.implied_vol(kind, k, black_box(p)))
                 .sum::<f64>()
-        })
+        });
     });
     group.bench_function("implied-vol iv only", |b| {
         b.iter(|| {
@@ -141,7 +141,7 @@ fn one_chain(c: &mut Criterion) {
                 .iter()
                 .filter_map(|&(kind, k, p)| lets_be_rational(&v, t, r, kind, k, black_box(p)))
                 .sum::<f64>()
-        })
+        });
     });
     group.finish();
 }

@@ -1,5 +1,5 @@
 //! Implied volatility under Black–Scholes–Merton with a continuous dividend yield, and the
-//! Greeks at that volatility (DESIGN.md §3 units).
+//! Greeks at that volatility (units in `docs/analytics.md`).
 //!
 //! Everything is solved on the out-of-the-money side of the strike (its undiscounted price
 //! is the option's time value; the in-the-money side follows by put-call parity), in total
@@ -22,7 +22,7 @@ const PER_DAY: f64 = 1.0 / 365.0;
 /// Evaluations of the bracketed solver, at most.
 const SAFE_STEPS: usize = 100;
 
-/// Greeks per DESIGN.md §3: per unit of underlying, theta per calendar day, vega per vol
+/// Greeks in the units of `docs/analytics.md`: per unit of underlying, theta per calendar day, vega per vol
 /// point, rho per 1% of rate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Greeks {
@@ -69,7 +69,8 @@ pub struct Valuation {
 /// the money.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Strike {
-    strike: f64,
+    /// K.
+    k: f64,
     /// ln(F/K).
     x: f64,
     /// F/K, which turns φ(d1) into φ(d2).
@@ -147,7 +148,7 @@ impl Valuation {
         let ratio = self.forward / k;
         let x = ratio.ln();
         Strike {
-            strike: k,
+            k,
             x,
             ratio,
             theta: if x <= 0.0 { 1.0 } else { -1.0 },
@@ -171,10 +172,10 @@ impl Valuation {
 
     /// The implied volatility of `price` and the Greeks at it, starting from `start`.
     pub fn solve(&self, kind: OptionType, k: &Strike, price: f64, start: Start) -> Option<Solution> {
-        if !(self.t > 0.0 && price.is_finite() && self.spot > 0.0 && k.strike > 0.0 && k.x.is_finite()) {
+        if !(self.t > 0.0 && price.is_finite() && self.spot > 0.0 && k.k > 0.0 && k.x.is_finite()) {
             return None;
         }
-        let (lower, upper) = self.bounds(kind, k.strike);
+        let (lower, upper) = self.bounds(kind, k.k);
         if !(price > lower && price < upper) {
             return None;
         }
@@ -212,7 +213,7 @@ impl Valuation {
             n1,
             n2,
             pdf,
-            price: k.theta * (self.forward * n1 - k.strike * n2),
+            price: k.theta * (self.forward * n1 - k.k * n2),
         }
     }
 
@@ -305,7 +306,7 @@ impl Valuation {
         let sigma = p.s * self.inv_sqrt_t;
         let carry = self.spot * self.df_q;
         let decay = -0.5 * carry * p.pdf * sigma * self.inv_sqrt_t;
-        let strike_df = k.strike * self.df_r;
+        let strike_df = k.k * self.df_r;
         Greeks {
             delta: w * self.df_q * nd1,
             gamma: self.df_q * p.pdf * self.inv_spot / p.s,
@@ -320,7 +321,7 @@ impl Valuation {
 /// Corrado–Miller (on the call price, by parity) near the money; far in a wing, where its
 /// square root has no real value, the leading order of ln(price) ≈ −x²/(2s²).
 fn cold_guess(forward: f64, k: &Strike, target: f64) -> f64 {
-    let (f, strike) = (forward, k.strike);
+    let (f, strike) = (forward, k.k);
     let call = if k.theta > 0.0 { target } else { target + f - strike };
     let a = call - 0.5 * (f - strike);
     let disc = a * a - (f - strike) * (f - strike) / std::f64::consts::PI;

@@ -2,7 +2,7 @@
 
 use chainflow_contract::{EnrichedOption, EnrichedStrike};
 
-/// Chain metrics of DESIGN.md §3.
+/// Chain metrics, as defined in `docs/analytics.md`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChainMetrics {
     /// Σ put OI / Σ call OI; none when Σ call OI = 0.
@@ -243,12 +243,12 @@ mod tests {
 
     #[test]
     fn seed_worked_example() {
-        // DESIGN.md §3: total_put_oi 5,117,000 / total_call_oi 5,000,000 → 1.0234;
+        // the worked example of docs/analytics.md: total_put_oi 5,117,000 / total_call_oi 5,000,000 → 1.0234;
         // spot 21,543.25 with 50-point strikes → ATM 21,550.
         let strikes: Vec<EnrichedStrike> = (0..5)
             .map(|i| {
                 strike(
-                    21_450.0 + 50.0 * i as f64,
+                    21_450.0 + 50.0 * f64::from(i),
                     1_000_000,
                     if i == 0 { 1_117_000 } else { 1_000_000 },
                 )

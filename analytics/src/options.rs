@@ -102,18 +102,15 @@ fn solve_strike(v: &Valuation, out: &mut EnrichedStrike, trail: &Trail) -> Optio
     } else {
         (OptionType::Put, OptionType::Call)
     };
-    let (a, b) = match trail.guess(x) {
-        Some(s) => {
-            let start = Start::At(v.evaluate(&k, s));
-            let a = side(out, otm).price.and_then(|p| v.solve(otm, &k, p, start));
-            let b = side(out, itm).price.and_then(|p| v.solve(itm, &k, p, start));
-            (a, b)
-        }
-        None => {
-            let a = side(out, otm).price.and_then(|p| v.solve(otm, &k, p, Start::Cold));
-            let start = a.map_or(Start::Cold, |s| Start::At(s.point));
-            (a, side(out, itm).price.and_then(|p| v.solve(itm, &k, p, start)))
-        }
+    let (a, b) = if let Some(s) = trail.guess(x) {
+        let start = Start::At(v.evaluate(&k, s));
+        let a = side(out, otm).price.and_then(|p| v.solve(otm, &k, p, start));
+        let b = side(out, itm).price.and_then(|p| v.solve(itm, &k, p, start));
+        (a, b)
+    } else {
+        let a = side(out, otm).price.and_then(|p| v.solve(otm, &k, p, Start::Cold));
+        let start = a.map_or(Start::Cold, |s| Start::At(s.point));
+        (a, side(out, itm).price.and_then(|p| v.solve(itm, &k, p, start)))
     };
     for (kind, solution) in [(otm, &a), (itm, &b)] {
         if let Some(s) = solution {

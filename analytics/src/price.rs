@@ -17,7 +17,7 @@ pub fn select_price(q: &Quote) -> PriceChoice {
     let finite = |v: f64| v.is_finite();
     if finite(q.bid) && finite(q.ask) && q.bid > 0.0 && q.bid <= q.ask {
         PriceChoice {
-            price: Some((q.bid + q.ask) / 2.0),
+            price: Some(f64::midpoint(q.bid, q.ask)),
             source: PriceSource::Mid,
         }
     } else if finite(q.last) && q.last > 0.0 {

@@ -85,7 +85,7 @@ pub fn validate<'a>(
         }
         previous = Some(s.strike);
     }
-    if !(0..=u16::MAX as i32).contains(&chain.expiry) {
+    if !(0..=i32::from(u16::MAX)).contains(&chain.expiry) {
         return Err(InvalidChain::BadExpiry(chain.expiry));
     }
     let expiry = date_from_days(chain.expiry);

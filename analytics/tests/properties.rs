@@ -1,5 +1,5 @@
 //! Property tests of the analytics: round trips, put-call relations, and chain metrics
-//! against straightforward evaluations of their definitions (DESIGN.md §3).
+//! against straightforward evaluations of their definitions (`docs/analytics.md`).
 
 use chainflow_analytics::{analyze, bsm, chain_metrics, enrich_options, max_pain, ChainParams, Valuation};
 use chainflow_contract::{OptionChain, OptionType, Quote, StrikeQuotes};

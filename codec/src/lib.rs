@@ -59,7 +59,7 @@ impl CodecError {
     }
 }
 
-fn registry_error(e: SRCError) -> CodecError {
+fn registry_error(e: &SRCError) -> CodecError {
     CodecError::Registry(match &e.cause {
         Some(cause) => format!("{}: {cause}", e.error),
         None => e.error.clone(),
@@ -73,7 +73,7 @@ pub fn registry_settings(url: &str, username: &str, password: &str) -> Result<Sr
     if !username.is_empty() {
         builder.set_basic_authorization(username, Some(password));
     }
-    builder.build().map_err(registry_error)
+    builder.build().map_err(|e| registry_error(&e))
 }
 
 /// Encodes and decodes [`Record`]s through the Schema Registry. Schemas are registered on
@@ -104,12 +104,12 @@ impl Codec {
     /// Registers `R`'s schema (idempotent) and returns its id.
     pub async fn register<R: Record>(&self) -> Result<u32, CodecError> {
         let strategy = Self::strategy::<R>();
-        let subject = strategy.get_subject().map_err(registry_error)?;
+        let subject = strategy.get_subject().map_err(|e| registry_error(&e))?;
         match self.encoder.get_schema_and_id(&subject, strategy).await {
             Ok(schema) => Ok(schema.id),
             Err(e) => {
                 self.encoder.remove_errors_from_cache();
-                Err(registry_error(e))
+                Err(registry_error(&e))
             }
         }
     }
@@ -117,10 +117,10 @@ impl Codec {
     /// Encodes `record` in the wire format, registering its schema on first use.
     pub async fn encode<R: Record>(&self, record: &R) -> Result<Vec<u8>, CodecError> {
         let strategy = Self::strategy::<R>();
-        let subject = strategy.get_subject().map_err(registry_error)?;
+        let subject = strategy.get_subject().map_err(|e| registry_error(&e))?;
         let schema = self.encoder.get_schema_and_id(&subject, strategy).await.map_err(|e| {
             self.encoder.remove_errors_from_cache();
-            registry_error(e)
+            registry_error(&e)
         })?;
         let mut out = Vec::with_capacity(256);
         out.push(0u8);
@@ -140,7 +140,7 @@ impl Codec {
                 return Err(if not_found {
                     CodecError::UnknownSchema(id)
                 } else {
-                    registry_error(e)
+                    registry_error(&e)
                 });
             }
         };
@@ -210,32 +210,32 @@ mod tests {
         assert!(schema_id(&[0, 0, 1]).unwrap_err().to_string().contains("shorter"));
     }
 
-    fn round_trip<R: Record + PartialEq + std::fmt::Debug>(record: R) {
+    fn round_trip<R: Record + PartialEq + std::fmt::Debug>(record: &R) {
         let schema = apache_avro::Schema::parse_str(R::SCHEMA).unwrap();
         let mut body = Vec::new();
-        write_body(&schema, &record, &mut body).unwrap();
+        write_body(&schema, record, &mut body).unwrap();
         let back: R = read_body(&schema, &body).unwrap();
-        assert_eq!(back, record);
+        assert_eq!(&back, record);
         // the generic reader agrees, so other Avro clients read the same values
         let value = GenericDatumReader::builder(&schema)
             .build()
             .unwrap()
             .read_value(&mut &body[..])
             .unwrap();
-        assert_eq!(apache_avro::from_value::<R>(&value).unwrap(), record);
+        assert_eq!(&apache_avro::from_value::<R>(&value).unwrap(), record);
     }
 
     #[test]
     fn records_round_trip_through_their_schemas() {
         use chainflow_contract::{EnrichedOption, EnrichedStrike, OptionType, PriceSource, Quote, StrikeQuotes};
-        round_trip(UnderlyingTick {
+        round_trip(&UnderlyingTick {
             product: "NIFTY".into(),
             price: 21543.25,
             volume: 10,
             event_time: 1_738_224_000_000_000,
             seq: 1,
         });
-        round_trip(OptionQuote {
+        round_trip(&OptionQuote {
             symbol: "NIFTY20250130C21500".into(),
             product: "NIFTY".into(),
             expiry: 20118,
@@ -260,7 +260,7 @@ mod tests {
             oi_change: 5,
             iv: None,
         };
-        round_trip(OptionChain {
+        round_trip(&OptionChain {
             product: "NIFTY".into(),
             expiry: 20118,
             lot_size: 50,
@@ -290,7 +290,7 @@ mod tests {
             vega: None,
             rho: Some(0.1),
         };
-        round_trip(EnrichedOptionChain {
+        round_trip(&EnrichedOptionChain {
             product: "NIFTY".into(),
             expiry: 20118,
             lot_size: 50,

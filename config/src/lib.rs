@@ -111,15 +111,15 @@ mod tests {
     use super::*;
 
     fn load(toml: &str, env: &[(&str, &str)], sets: &[&str]) -> Result<Config, ConfigError> {
-        let dir = std::env::temp_dir().join(format!("chainflow-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         // one file per call: tests run in parallel
         static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!("chainflow-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
         let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = dir.join(format!("{n}.toml"));
         std::fs::write(&path, toml).unwrap();
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let sets: Vec<String> = sets.iter().map(std::string::ToString::to_string).collect();
         Config::load(Some(&path), env, &sets)
     }
 

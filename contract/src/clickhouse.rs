@@ -55,7 +55,7 @@ impl Migration {
     /// FNV-1a of the file text: a changed file after it was applied is an error.
     pub fn checksum(&self) -> String {
         let hash = self.sql.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
         format!("{hash:016x}")
     }

@@ -4,7 +4,7 @@ use crate::record::Record;
 use crate::{keys, topics};
 use serde::{Deserialize, Serialize};
 
-/// Which price the analytics of an option used (DESIGN.md §3).
+/// Which price the analytics of an option used (`docs/analytics.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum PriceSource {

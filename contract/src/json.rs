@@ -13,6 +13,7 @@ use apache_avro::Schema;
 use chrono::{DateTime, NaiveDate, SecondsFormat};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::marker::PhantomData;
 use thiserror::Error;
 
@@ -138,7 +139,7 @@ fn convert(value: &mut Value, shape: &Shape, direction: Direction, path: &mut St
             if let Value::Array(values) = value {
                 for (i, v) in values.iter_mut().enumerate() {
                     let len = path.len();
-                    path.push_str(&format!("[{i}]"));
+                    write!(path, "[{i}]").expect("writing to a String cannot fail");
                     convert(v, items, direction, path)?;
                     path.truncate(len);
                 }

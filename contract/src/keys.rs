@@ -1,4 +1,4 @@
-//! Kafka keys and idempotency ids (DESIGN.md §2). Keys are UTF-8 strings.
+//! Kafka keys and idempotency ids. Keys are UTF-8 strings.
 
 use chrono::{Datelike, NaiveDate};
 
@@ -12,7 +12,7 @@ fn epoch() -> NaiveDate {
 /// Days since 1970-01-01 (Avro `date`) → calendar date, when chrono can represent it
 /// (about ±262,000 years).
 pub fn checked_date_from_days(days: i32) -> Option<NaiveDate> {
-    epoch().checked_add_signed(chrono::TimeDelta::days(days as i64))
+    epoch().checked_add_signed(chrono::TimeDelta::days(i64::from(days)))
 }
 
 /// Days since 1970-01-01 (Avro `date`) → calendar date; beyond chrono's range, its first or

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 /// How long a start-up check of the broker waits for an answer.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long transaction calls wait for the broker.
-const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+const TRANSACTION_TIMEOUT: Duration = Duration::from_mins(1);
 /// First delay after a failed batch; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest delay after failed batches.
@@ -140,6 +140,7 @@ impl Stage for Enrich {
 }
 
 /// What became of one input record.
+#[derive(Clone, Copy)]
 enum Outcome {
     Enriched,
     DeadLettered,
@@ -186,7 +187,7 @@ impl Worker {
         loop {
             let first = tokio::select! {
                 biased;
-                _ = ctx.stopped() => break,
+                () = ctx.stopped() => break,
                 m = self.consumer.recv() => m.context("consuming market.option_chain")?,
             };
             match self.transaction(first).await {
@@ -202,8 +203,8 @@ impl Worker {
                     self.pending.lock().expect("pending deliveries").clear();
                     rewind(&self.consumer).await?;
                     tokio::select! {
-                        _ = ctx.stopped() => break,
-                        _ = tokio::time::sleep(backoff) => {}
+                        () = ctx.stopped() => break,
+                        () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }

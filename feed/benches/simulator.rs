@@ -29,7 +29,7 @@ fn simulated_second(c: &mut Criterion) {
             / 10;
         group.throughput(Throughput::Elements(per_second as u64));
         group.bench_function(format!("one simulated second, {scenario} ({per_second} events)"), |b| {
-            b.iter(|| (&mut sim).take(per_second).count())
+            b.iter(|| (&mut sim).take(per_second).count());
         });
     }
     group.finish();

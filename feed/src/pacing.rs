@@ -36,9 +36,9 @@ impl fmt::Display for Pace {
 
 /// Messages per second during each step of the spike profile; after the last, 200.
 fn spike_rates() -> impl Iterator<Item = f64> {
-    let up = (0..=18).map(|k| 200.0 + 100.0 * k as f64);
+    let up = (0..=18).map(|k| 200.0 + 100.0 * f64::from(k));
     let hold = std::iter::repeat_n(2_000.0, SPIKE_HOLD_STEPS);
-    let down = (1..=18).map(|k| 2_000.0 - 100.0 * k as f64);
+    let down = (1..=18).map(|k| 2_000.0 - 100.0 * f64::from(k));
     up.chain(hold).chain(down)
 }
 
@@ -98,7 +98,7 @@ mod tests {
         assert!((due(2_000) - 10.0).abs() < 1e-9 && (due(5_000) - 20.0).abs() < 1e-9);
         assert!((due(100) - 0.5).abs() < 1e-9);
         // the messages sent by t equal the integral of the rate
-        let total: f64 = (0..44).map(|k| Pace::spike_rate(k as f64 * 10.0) * 10.0).sum();
+        let total: f64 = (0..44).map(|k| Pace::spike_rate(f64::from(k) * 10.0) * 10.0).sum();
         assert!((due(total as u64) - 440.0).abs() < 1e-9);
     }
 

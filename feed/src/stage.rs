@@ -202,8 +202,8 @@ async fn wait_until(started: Instant, due: Option<Duration>, ctx: &StageContext)
     match due {
         None => !ctx.is_stopping(),
         Some(d) => tokio::select! {
-            _ = ctx.stopped() => false,
-            _ = tokio::time::sleep_until((started + d).into()) => true,
+            () = ctx.stopped() => false,
+            () = tokio::time::sleep_until((started + d).into()) => true,
         },
     }
 }

@@ -98,7 +98,7 @@ fn assert_arbitrage_free(c: &OptionChain, spec: &ProductSpec) {
     let p = ChainParams::for_chain(&spec.terms, c);
     let (t, r, q) = (p.time_to_expiry, p.rate, p.dividend_yield);
     assert!(t > 0.0, "{at}: listed after its expiry");
-    let mid = |b: f64, a: f64| (b + a) / 2.0;
+    let mid = |b: f64, a: f64| f64::midpoint(b, a);
     for s in &c.strikes {
         for o in [&s.call, &s.put] {
             assert!(
@@ -137,9 +137,9 @@ fn assert_arbitrage_free(c: &OptionChain, spec: &ProductSpec) {
 }
 
 fn arbitrage_free_over_a_long_run(scenario: Scenario, seconds: i64) {
+    type Variances = (f64, f64, Vec<(f64, f64)>);
     let specs = specs();
     let mut chains = 0;
-    type Variances = (f64, f64, Vec<(f64, f64)>);
     let mut by_time: BTreeMap<(String, i64), Vec<Variances>> = BTreeMap::new();
     for e in run(5, scenario, Pricing::Ticks, seconds) {
         let MarketEvent::Chain(c) = e else { continue };

@@ -133,7 +133,7 @@ fn schema_body(body: &Bytes) -> Result<String, RegistryError> {
     Ok(b.schema)
 }
 
-fn version_json(v: SubjectVersion) -> Value {
+fn version_json(v: &SubjectVersion) -> Value {
     json!({"subject": v.subject, "version": v.version, "id": v.id, "schema": v.schema})
 }
 
@@ -161,7 +161,7 @@ async fn get_version(
             .read()
             .await
             .version(&subject, &version, flag(&p, "deleted"))
-            .map(version_json),
+            .map(|v| version_json(&v)),
     )
 }
 
@@ -197,7 +197,7 @@ async fn lookup(State(r): State<Shared>, Path(subject): Path<String>, Query(p): 
             .read()
             .await
             .lookup(&subject, &raw, flag(&p, "deleted"))
-            .map(version_json)
+            .map(|v| version_json(&v))
     }
     .await;
     reply(result)
@@ -285,12 +285,11 @@ async fn compatibility(r: &Registry, subject: &str, version: Option<&str>, verbo
     let raw = schema_body(body)?;
     let (parsed, _) = parse(&raw)?;
     let store = r.store.read().await;
-    let against = match version {
-        Some(v) => Some(store.version(subject, v, false)?.version),
-        None => {
-            store.versions(subject, false)?;
-            None
-        }
+    let against = if let Some(v) = version {
+        Some(store.version(subject, v, false)?.version)
+    } else {
+        store.versions(subject, false)?;
+        None
     };
     let why = store.check(subject, &parsed, against)?;
     let mut answer = json!({ "is_compatible": why.is_none() });
@@ -321,7 +320,7 @@ fn level_body(body: &Bytes) -> Result<Level, RegistryError> {
         .or_else(|| v.get("compatibilityLevel"))
         .and_then(Value::as_str)
         .ok_or_else(|| RegistryError::bad_request("expected {\"compatibility\": \"<LEVEL>\"}"))?;
-    name.parse().map_err(|_| RegistryError::invalid_level(name))
+    name.parse().map_err(|()| RegistryError::invalid_level(name))
 }
 
 async fn get_global_config(State(r): State<Shared>) -> Response {

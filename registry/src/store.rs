@@ -176,7 +176,7 @@ impl Store {
                 .map(|(n, _)| *n)
                 .ok_or_else(|| RegistryError::subject_not_found(subject))?,
             other => match other.parse::<u32>() {
-                Ok(n) if n >= 1 && n <= i32::MAX as u32 => n,
+                Ok(n) if n >= 1 && i32::try_from(n).is_ok() => n,
                 _ => return Err(RegistryError::invalid_version(other)),
             },
         };
@@ -238,9 +238,8 @@ impl Store {
     /// (`against`: one version, or `None` for latest/all per the level).
     pub fn check(&self, subject: &str, new: &Schema, against: Option<u32>) -> Result<Option<String>, RegistryError> {
         let level = self.level(Some(subject));
-        let live = match self.versions_of(subject, false) {
-            Ok(v) => v,
-            Err(_) => return Ok(None),
+        let Ok(live) = self.versions_of(subject, false) else {
+            return Ok(None);
         };
         let targets: Vec<u32> = match against {
             Some(n) => vec![n],
@@ -418,7 +417,9 @@ mod tests {
         assert_eq!(s.delete_subject("a-value", true).unwrap_err().code, 40405);
         let (versions, entries) = s.delete_subject("a-value", false).unwrap();
         assert_eq!(versions, vec![1]);
-        entries.iter().for_each(|e| s.apply(e).unwrap());
+        for e in &entries {
+            s.apply(e).unwrap();
+        }
         assert!(s.subjects(false).is_empty());
         assert_eq!(s.subjects(true), vec!["a-value".to_string()]);
         assert_eq!(s.delete_subject("a-value", false).unwrap_err().code, 40404);
@@ -426,9 +427,13 @@ mod tests {
         assert_eq!(register(&mut s, "a-value", V1).unwrap(), id);
         assert_eq!(s.versions("a-value", false).unwrap(), vec![2]);
         let (_, entries) = s.delete_subject("a-value", false).unwrap();
-        entries.iter().for_each(|e| s.apply(e).unwrap());
+        for e in &entries {
+            s.apply(e).unwrap();
+        }
         let (_, entries) = s.delete_subject("a-value", true).unwrap();
-        entries.iter().for_each(|e| s.apply(e).unwrap());
+        for e in &entries {
+            s.apply(e).unwrap();
+        }
         assert!(s.subjects(true).is_empty());
         // ids are never reused, and the schema stays readable by id
         assert!(s.schema(id).is_some());
@@ -445,7 +450,9 @@ mod tests {
             }
         }
         let mut replayed = Store::default();
-        log.iter().for_each(|e| replayed.apply(e).unwrap());
+        for e in &log {
+            replayed.apply(e).unwrap();
+        }
         assert_eq!(
             replayed.version("a-value", "latest", false),
             s.version("a-value", "latest", false)

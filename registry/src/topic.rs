@@ -16,7 +16,7 @@ use std::time::Duration;
 /// How long the broker may take to answer a question about offsets.
 const OFFSETS_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long replaying the whole topic may take at start.
-const REPLAY_TIMEOUT: Duration = Duration::from_secs(120);
+const REPLAY_TIMEOUT: Duration = Duration::from_mins(2);
 
 /// Appends entries to `_schemas`.
 pub struct SchemaTopic {

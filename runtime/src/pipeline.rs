@@ -86,7 +86,7 @@ impl Pipeline {
         let mut requested = false;
         let failure = loop {
             tokio::select! {
-                _ = self.request.cancelled(), if !requested => {
+                () = self.request.cancelled(), if !requested => {
                     requested = true;
                     tracing::info!("shutdown requested: stages flush, commit and stop (a second signal stops at once)");
                     self.workers.cancel();
@@ -140,10 +140,11 @@ impl Pipeline {
                 Ok(None) => break,
                 Ok(Some(joined)) => {
                     if let Err(e) = self.settle(joined) {
-                        match &failure {
-                            None => failure = Some(e),
+                        if failure.is_some() {
                             // the first failure is the cause; what follows is reported once, here
-                            Some(_) => tracing::warn!(error = %format!("{e:#}"), "another stage failed while stopping"),
+                            tracing::warn!(error = %format!("{e:#}"), "another stage failed while stopping");
+                        } else {
+                            failure = Some(e);
                         }
                     }
                 }

@@ -104,7 +104,7 @@ impl StageContext {
         loop {
             let outcome = tokio::select! {
                 biased;
-                _ = self.stop.cancelled() => return Ok(None),
+                () = self.stop.cancelled() => return Ok(None),
                 outcome = tokio::time::timeout_at(deadline, attempt()) => outcome,
             };
             let error = match outcome {
@@ -120,8 +120,8 @@ impl StageContext {
             }
             tracing::warn!(stage = self.name, %what, error = %format!("{error:#}"), retry_in_ms = delay.as_millis() as u64, "not reachable yet; retrying");
             tokio::select! {
-                _ = self.stop.cancelled() => return Ok(None),
-                _ = tokio::time::sleep(delay) => {}
+                () = self.stop.cancelled() => return Ok(None),
+                () = tokio::time::sleep(delay) => {}
             }
             delay = (delay * 2).min(CONNECT_MAX_DELAY);
         }

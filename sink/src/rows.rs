@@ -137,7 +137,7 @@ fn price_source_code(s: PriceSource) -> i8 {
 
 /// ClickHouse `Date` (days since the epoch) of an Avro date, clamped to its range.
 fn date(days: i32) -> u16 {
-    days.clamp(0, u16::MAX as i32) as u16
+    days.clamp(0, i32::from(u16::MAX)) as u16
 }
 
 /// The snapshot row of `c`. The version is the processing time: a chain processed again

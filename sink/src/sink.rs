@@ -173,8 +173,8 @@ impl Writer {
             let deadline = batch.started.map(|s| s + self.batch_age);
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break,
-                _ = sleep_until(deadline) => self.flush(&mut batch, shutdown).await?,
+                () = shutdown.cancelled() => break,
+                () = sleep_until(deadline) => self.flush(&mut batch, shutdown).await?,
                 m = self.consumer.recv() => {
                     let m = m.context("consuming enriched.option_chain")?;
                     self.add(&m, &mut batch, shutdown).await?;

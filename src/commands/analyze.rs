@@ -47,18 +47,17 @@ impl AnalyzeArgs {
 
 /// Reads the chain, enriches it and prints the enriched chain as JSON.
 pub fn analyze(config: &Config, args: &AnalyzeArgs) -> Result<()> {
-    let (name, text) = match &args.file {
-        Some(path) => (
+    let (name, text) = if let Some(path) = &args.file {
+        (
             path.display().to_string(),
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-        ),
-        None => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("reading standard input")?;
-            ("-".to_string(), text)
-        }
+        )
+    } else {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
+        ("-".to_string(), text)
     };
     let shown = if name == "-" { "standard input" } else { &name };
     let chain = JsonForm::<OptionChain>::new()

@@ -104,8 +104,8 @@ impl Stage for Watch {
                 }
             }
             tokio::select! {
-                _ = ctx.stopped() => return Ok(()),
-                _ = tokio::time::sleep(POLL) => {}
+                () = ctx.stopped() => return Ok(()),
+                () = tokio::time::sleep(POLL) => {}
             }
         }
     }

@@ -6,6 +6,7 @@ use crate::sim::MarketEvent;
 use anyhow::{Context, Result};
 use chainflow_contract::keys::days_from_date;
 use chainflow_contract::{OptionChain, Quote, Record, StrikeQuotes};
+use std::fmt::Write;
 use std::fs::File;
 use std::io::BufReader;
 
@@ -146,7 +147,7 @@ impl CsvChains {
 
     /// Takes in one readable row; returns a finished snapshot, if the row began another.
     fn row(&mut self, r: &csv::StringRecord) -> Option<Recorded> {
-        let line = r.position().map_or(0, |p| p.line());
+        let line = r.position().map_or(0, csv::Position::line);
         let head = match head(r) {
             Ok(h) => h,
             Err(message) => {
@@ -213,7 +214,7 @@ impl Iterator for CsvChains {
                 Some(Err(e)) => {
                     self.doubt = true;
                     self.bad = Some(BadLine {
-                        line: e.position().map_or(0, |p| p.line()),
+                        line: e.position().map_or(0, csv::Position::line),
                         message: format!("unreadable: {e}; the snapshot it belongs to is not sent"),
                     });
                     None
@@ -246,22 +247,22 @@ pub fn csv_rows(chain: &OptionChain) -> String {
             q.bid, q.ask, q.last, q.volume, q.oi, q.oi_change
         )
     };
-    chain
-        .strikes
-        .iter()
-        .map(|s| {
-            format!(
-                "{},{expiry},{},{},{time},{},{},{},{}\n",
-                chain.product,
-                chain.lot_size,
-                chain.spot,
-                chain.seq,
-                s.strike,
-                side(&s.call),
-                side(&s.put)
-            )
-        })
-        .collect()
+    let mut out = String::new();
+    for s in &chain.strikes {
+        writeln!(
+            out,
+            "{},{expiry},{},{},{time},{},{},{},{}",
+            chain.product,
+            chain.lot_size,
+            chain.spot,
+            chain.seq,
+            s.strike,
+            side(&s.call),
+            side(&s.put)
+        )
+        .expect("writing to a String cannot fail");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -288,7 +289,7 @@ mod tests {
             seq,
             strikes: (0..4)
                 .map(|i| StrikeQuotes {
-                    strike: 21_450.0 + 50.0 * i as f64,
+                    strike: 21_450.0 + 50.0 * f64::from(i),
                     call: q.clone(),
                     put: Quote { iv: None, ..q.clone() },
                 })
@@ -314,7 +315,7 @@ mod tests {
                     ..
                 }) => {
                     assert_eq!(c, chain(c.seq), "a snapshot is sent whole");
-                    sent.push(c.seq)
+                    sent.push(c.seq);
                 }
                 Ok(other) => panic!("{other:?}"),
                 Err(b) => bad.push(b.line),
@@ -347,7 +348,7 @@ mod tests {
         assert_eq!((sent, bad), (vec![3], vec![6]));
         // the very last row: the last snapshot
         let (sent, bad) = read_csv("end", |l| {
-            l[12] = l[12].replacen("NIFTY,2025-01-30,50,", "NIFTY,2025-01-30,fifty,", 1)
+            l[12] = l[12].replacen("NIFTY,2025-01-30,50,", "NIFTY,2025-01-30,fifty,", 1);
         });
         assert_eq!((sent, bad), (vec![1, 2], vec![13]));
     }

@@ -89,7 +89,7 @@ impl Book {
 
     /// One simulated second of trading in the option `k`.
     pub fn trade(&mut self, rng: &mut SimRng, k: OptionKey, distance: f64, activity: f64) {
-        let side = matches!(k.2, OptionType::Put) as usize;
+        let side = usize::from(matches!(k.2, OptionType::Put));
         let sentiment = self.sentiment[side];
         let mut a = self.get(rng, k, distance);
         let expected = ATM_CONTRACTS_PER_SECOND * activity * weight(k.2, distance);

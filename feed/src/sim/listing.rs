@@ -15,7 +15,7 @@ fn last_thursday(date: NaiveDate) -> NaiveDate {
     .expect("valid date");
     let last = next_month.pred_opt().expect("valid date");
     let back = (last.weekday().num_days_from_monday() + 7 - Weekday::Thu.num_days_from_monday()) % 7;
-    last - Days::new(back as u64)
+    last - Days::new(u64::from(back))
 }
 
 /// The expiries listed at `t_us` (µs since the epoch), as days since the epoch, ascending:
@@ -24,11 +24,11 @@ fn last_thursday(date: NaiveDate) -> NaiveDate {
 pub fn expiries(spec: &ProductSpec, t_us: i64) -> Vec<i32> {
     let today = spec.terms.exchange_date(t_us).expect("valid time");
     let ahead = (Weekday::Thu.num_days_from_monday() + 7 - today.weekday().num_days_from_monday()) % 7;
-    let mut first = today + Days::new(ahead as u64);
+    let mut first = today + Days::new(u64::from(ahead));
     if spec.terms.expiry_instant_us(first) <= t_us {
         first = first + Days::new(7);
     }
-    let weeklies: Vec<NaiveDate> = (0..spec.params.expiries as u64)
+    let weeklies: Vec<NaiveDate> = (0..u64::from(spec.params.expiries))
         .map(|w| first + Days::new(7 * w))
         .collect();
     let last_weekly = *weeklies.last().expect("at least one weekly expiry");
@@ -43,7 +43,7 @@ pub fn expiries(spec: &ProductSpec, t_us: i64) -> Vec<i32> {
 /// nearest spot.
 pub fn strikes(spot: f64, step: f64, count: u32) -> impl Iterator<Item = f64> {
     let centre = (spot / step).round();
-    let half = (count / 2) as i64;
+    let half = i64::from(count / 2);
     (-half..=half).map(move |j| (centre + j as f64) * step)
 }
 

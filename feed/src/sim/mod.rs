@@ -299,7 +299,7 @@ impl Simulator {
     /// Distance of `strike` from spot in quarters of the listed range (for activity).
     fn distance(p: &Product, strike: f64) -> f64 {
         let a = &p.spec.params;
-        (strike - p.spot) / (a.strike_step * a.strikes as f64 / 4.0)
+        (strike - p.spot) / (a.strike_step * f64::from(a.strikes) / 4.0)
     }
 
     /// One second of trading in every listed option of product `i`.

@@ -81,7 +81,7 @@ mod tests {
     fn rounding_keeps_a_convex_decreasing_sequence_convex_decreasing_and_close() {
         // a call-price curve that flattens into the minimum tick, with rounding ties
         let fair: Vec<f64> = (0..41)
-            .map(|i| 900.0 * (-(i as f64) / 4.0).exp() + 0.3 * (20 - i).max(0) as f64)
+            .map(|i| 900.0 * (-f64::from(i) / 4.0).exp() + 0.3 * f64::from((20 - i).max(0)))
             .collect();
         let mut ticks = Vec::new();
         convex_ticks(fair.iter().map(|p| p / TICK), &mut ticks);
@@ -110,7 +110,7 @@ mod tests {
         // the mids of consecutive tick counts stay convex through the bid floor
         let mids: Vec<f64> = (1..8)
             .map(|m| quote(m, spread, 0, 0, 0, 0.2))
-            .map(|q| (q.bid + q.ask) / 2.0)
+            .map(|q| f64::midpoint(q.bid, q.ask))
             .collect();
         assert!(mids.windows(3).all(|w| w[0] - 2.0 * w[1] + w[2] >= -1e-12), "{mids:?}");
     }

@@ -70,10 +70,10 @@ mod tests {
         for vol_index in [0.10, 0.15, 0.40, 0.80] {
             let s = Surface::new(vol_index, 1.3);
             for i in -60..=60 {
-                let x = i as f64 * 0.01;
+                let x = f64::from(i) * 0.01;
                 let mut previous = 0.0;
                 for day in 1..=730 {
-                    let tau = day as f64 / 365.0 / 24.0 * 6.0; // 6-hour steps out to six months
+                    let tau = f64::from(day) / 365.0 / 24.0 * 6.0; // 6-hour steps out to six months
                     let w = s.total_variance(x, tau);
                     assert!(
                         w >= previous && w > 0.0,
