@@ -104,3 +104,53 @@ pub async fn migrate(
     }
     Ok((server, out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn migration(name: &str) -> &'static Migration {
+        MIGRATIONS.iter().find(|m| m.name == name).expect("a shipped migration")
+    }
+
+    #[test]
+    fn statements_name_the_configured_database() {
+        let statements = plan(
+            migration("0001_chain_tables.sql"),
+            "analytics_db",
+            ServerVersion(18, 16),
+        )
+        .unwrap();
+        assert_eq!(statements.len(), 2);
+        assert!(statements[0].starts_with("CREATE TABLE IF NOT EXISTS analytics_db.chain_snapshots"));
+        assert!(statements[1].starts_with("CREATE TABLE IF NOT EXISTS analytics_db.chain_options"));
+        assert!(statements.iter().all(|s| !s.contains("{database}")));
+    }
+
+    #[test]
+    fn a_migration_for_newer_servers_is_skipped_on_older_ones_with_the_reason() {
+        let dedup = migration("0002_insert_deduplication.sql");
+        assert_eq!(
+            plan(dedup, "db", ServerVersion(18, 16)),
+            Err("needs ClickHouse 22.2+, server is 18.16".to_string())
+        );
+        assert_eq!(
+            plan(dedup, "db", ServerVersion(22, 1)),
+            Err("needs ClickHouse 22.2+, server is 22.1".to_string())
+        );
+        for server in [ServerVersion(22, 2), ServerVersion(24, 8), ServerVersion(26, 1)] {
+            let statements = plan(dedup, "db", server).unwrap();
+            assert!(
+                !statements.is_empty() && statements.iter().all(|s| s.contains("db.")),
+                "{server}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_migration_runs_on_a_current_server() {
+        for m in MIGRATIONS {
+            assert!(plan(m, "db", ServerVersion(26, 1)).is_ok(), "{}", m.name);
+        }
+    }
+}
