@@ -3,7 +3,11 @@
 # Idempotent: every step checks before it installs, so a second run takes seconds.
 set -euo pipefail
 
-TANSU_VERSION="${TANSU_VERSION:-0.6.0}"
+# The local stack's broker (docs/brokers.md says why nisshi): CHAINFLOW_STACK_BROKER=tansu
+# installs its predecessor instead.
+BROKER="${CHAINFLOW_STACK_BROKER:-nisshi}"
+TANSU_VERSION="0.6.0"
+NISSHI_VERSION="0.8.1"
 APT_PACKAGES=(
   # librdkafka built by the rdkafka crate (cmake-build) and its codecs/security
   cmake libcurl4-openssl-dev libsasl2-dev libssl-dev libzstd-dev zlib1g-dev pkg-config
@@ -38,12 +42,27 @@ else
 fi
 
 CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
-if [ -x "$CARGO_BIN/tansu" ] && "$CARGO_BIN/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-  log "tansu $TANSU_VERSION: already installed"
-else
-  log "tansu $TANSU_VERSION: building (about 10 minutes on 2 cores)"
-  cargo install --locked tansu --version "$TANSU_VERSION" --features libsql
-fi
+case "$BROKER" in
+  nisshi)
+    if [ -x "$CARGO_BIN/nisshi" ] && "$CARGO_BIN/nisshi" --version 2>/dev/null | grep -q "$NISSHI_VERSION"; then
+      log "nisshi $NISSHI_VERSION: already installed"
+    else
+      log "nisshi $NISSHI_VERSION: building (about 11 minutes on 2 cores)"
+      # it declares a newer rustc than the machines' 1.95, and builds with it
+      cargo install --locked --ignore-rust-version nisshi --version "$NISSHI_VERSION" \
+        --no-default-features --features libsql,dynostore
+    fi
+    ;;
+  tansu)
+    if [ -x "$CARGO_BIN/tansu" ] && "$CARGO_BIN/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+      log "tansu $TANSU_VERSION: already installed"
+    else
+      log "tansu $TANSU_VERSION: building (about 10 minutes on 2 cores)"
+      cargo install --locked tansu --version "$TANSU_VERSION" --features libsql
+    fi
+    ;;
+  *) echo "CHAINFLOW_STACK_BROKER: nisshi or tansu, got $BROKER" >&2; exit 2 ;;
+esac
 
 # Test tools: Confluent's Schema Registry client (an independent client for the registry)
 # and chdb (an in-process current ClickHouse, to check the shipped SQL).

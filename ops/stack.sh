@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local stack, on loopback only, with its data under .stack/ (git-ignored):
-#   Tansu (Kafka API, SQLite storage) · ClickHouse (Debian's server, the project's config)
-#   · chainflow registry (Schema Registry) · Prometheus.
+#   a Kafka-API broker with SQLite storage (CHAINFLOW_STACK_BROKER: nisshi, or tansu, its
+#   predecessor; docs/brokers.md) · ClickHouse (Debian's server, the project's config) · chainflow registry
+#   (Schema Registry) · Prometheus.
 # Usage: ops/stack.sh up | down | status | env
 # Ports (defaults are the conventional ones): CHAINFLOW_STACK_KAFKA_PORT=9092,
 # CHAINFLOW_STACK_CLICKHOUSE_HTTP_PORT=8123, CHAINFLOW_STACK_CLICKHOUSE_TCP_PORT=9000,
@@ -18,7 +19,9 @@ CH_TCP_PORT="${CHAINFLOW_STACK_CLICKHOUSE_TCP_PORT:-9000}"
 REGISTRY_PORT="${CHAINFLOW_STACK_REGISTRY_PORT:-8081}"
 PROMETHEUS_PORT="${CHAINFLOW_STACK_PROMETHEUS_PORT:-9090}"
 CHAINFLOW_BIN="${CHAINFLOW_BIN:-$ROOT/target/debug/chainflow}"
-TANSU="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
+BROKER="${CHAINFLOW_STACK_BROKER:-nisshi}"
+case "$BROKER" in tansu | nisshi) ;; *) echo "CHAINFLOW_STACK_BROKER: tansu or nisshi, got $BROKER" >&2; exit 2 ;; esac
+BROKER_BIN="${CARGO_HOME:-$HOME/.cargo}/bin/$BROKER"
 
 log() { printf '[stack] %s\n' "$*"; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -82,14 +85,17 @@ registry_probe="curl -sf http://127.0.0.1:$REGISTRY_PORT/subjects"
 prometheus_probe="curl -sf http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
 
 start_kafka() {
-  if running tansu; then log "tansu: running (pid $(pid_of tansu))"; return; fi
-  claim_port tansu "$KAFKA_PORT"
-  launch tansu "$STACK/tansu" "$TANSU" broker \
+  if running broker; then log "broker: running (pid $(pid_of broker))"; return; fi
+  claim_port broker "$KAFKA_PORT"
+  local extra=()
+  # a new consumer group's first rebalance at once, as Kafka development setups configure it
+  [ "$BROKER" = nisshi ] && extra=(--group-initial-rebalance-delay 0s)
+  launch broker "$STACK/$BROKER" "$BROKER_BIN" broker \
     --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-    --storage-engine "sqlite://tansu.db"
-  wait_for tansu "$kafka_probe" 60
-  log "tansu: started on 127.0.0.1:$KAFKA_PORT (sqlite storage in $STACK/tansu)"
+    --storage-engine "sqlite://$BROKER.db" "${extra[@]}"
+  wait_for broker "$kafka_probe" 60
+  log "broker: $BROKER started on 127.0.0.1:$KAFKA_PORT (sqlite storage in $STACK/$BROKER)"
 }
 
 start_clickhouse() {
@@ -161,7 +167,7 @@ stop_one() {
 }
 
 down() {
-  for name in prometheus registry clickhouse tansu; do stop_one "$name"; done
+  for name in prometheus registry clickhouse broker tansu; do stop_one "$name"; done  # tansu: stacks started before the broker became selectable
 }
 
 status() {
@@ -174,7 +180,7 @@ status() {
     else state="down"; rc=1; fi
     printf '  %-11s 127.0.0.1:%-6s %s\n' "$name" "$port" "$state"
   }
-  row tansu "$KAFKA_PORT" "$kafka_probe"
+  row broker "$KAFKA_PORT" "$kafka_probe"
   row clickhouse "$CH_HTTP_PORT" "$clickhouse_probe"
   row registry "$REGISTRY_PORT" "$registry_probe"
   row prometheus "$PROMETHEUS_PORT" "$prometheus_probe"

@@ -63,8 +63,12 @@ pub enum Command {
     Feed(FeedCommand),
     /// Enrich market.option_chain into enriched.option_chain (consumer group).
     Enrich,
-    /// Write enriched.option_chain to ClickHouse in batches (consumer group).
-    Sink,
+    /// Write every stream to ClickHouse in batches: enriched chains, underlying ticks,
+    /// option quotes and dead letters (a consumer group per stream).
+    Sink(SinkArgs),
+    /// Drop the monthly partitions whose rows are all older than a date (retention on
+    /// servers without TTL).
+    Prune(PruneArgs),
     /// Run feed, enrich and sink in one process against the stack.
     Run(RunArgs),
     /// Enrich one option chain given as JSON (FILE or standard input) and print it as JSON.
@@ -72,6 +76,25 @@ pub enum Command {
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// Options of `chainflow sink`.
+#[derive(Debug, clap::Args)]
+pub struct SinkArgs {
+    /// Write only this stream (repeatable; default sink.streams, all of them).
+    #[arg(long = "stream", value_name = "NAME", value_parser = ["chains", "ticks", "quotes", "dead_letters"])]
+    pub streams: Vec<String>,
+}
+
+/// Options of `chainflow prune`.
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// Drop the months that end before this date's month, YYYY-MM-DD.
+    #[arg(long, value_name = "DATE")]
+    pub before: chrono::NaiveDate,
+    /// Print what would be dropped without dropping it.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `chainflow config`.

@@ -7,7 +7,7 @@ use chainflow_codec::{registry_settings, Codec};
 use chainflow_config::Config;
 use chainflow_enrich::Enrich;
 use chainflow_registry::RegistryServer;
-use chainflow_runtime::{http, signals, Health, Pipeline, Role, Stage, StageStats};
+use chainflow_runtime::{http, signals, Health, Pipeline, Role, Stage, StageStats, Timeouts};
 use chainflow_sink::Sink;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,20 +35,20 @@ pub fn enrich(config: &Config, stats: Arc<StageStats>) -> Result<Enrich> {
     ))
 }
 
-/// The sink stage.
-pub fn sink(config: &Config, stats: Arc<StageStats>) -> Result<Sink> {
-    Ok(Sink::new(
+/// The sink's stages, one per stream of `sink.streams`; the chains stream counts into `stats`.
+pub fn sinks(config: &Config, stats: &Arc<StageStats>) -> Result<Vec<Sink>> {
+    Ok(Sink::streams(
         &config.sink,
         &config.kafka,
         &config.clickhouse,
-        codec(config)?,
+        &codec(config)?,
         stats,
     ))
 }
 
 /// The stages of one process, supervised together: the first SIGINT or SIGTERM asks them
-/// to stop, a second one exits at once; `/metrics`, `/healthz` and `/readyz` are served on
-/// `observability.metrics_listen` while they run.
+/// to stop, a second one exits at once; `/metrics`, `/healthz` and `/readyz` are served
+/// while they run.
 pub struct Process {
     pipeline: Pipeline,
     health: Health,
@@ -56,14 +56,12 @@ pub struct Process {
 }
 
 impl Process {
-    /// A process for `config`, serving its endpoints on `observability.metrics_listen`
-    /// (unless empty).
-    pub async fn new(config: &Config) -> Result<Self> {
-        let listen = &config.observability.metrics_listen;
-        let metrics = if listen.is_empty() {
-            None
-        } else {
-            Some(http::bind(listen).await?)
+    /// A process of `command`, serving its endpoints on `observability.metrics_listen` or
+    /// the command's own port.
+    pub async fn new(config: &Config, command: &str) -> Result<Self> {
+        let metrics = match config.observability.metrics_address(command) {
+            Some(listen) => Some(http::bind(&listen).await?),
+            None => None,
         };
         Ok(Self::with_endpoint(config, metrics))
     }
@@ -76,12 +74,11 @@ impl Process {
     fn with_endpoint(config: &Config, metrics: Option<TcpListener>) -> Self {
         let health = Health::default();
         let p = &config.pipeline;
-        let pipeline = Pipeline::new(
-            signals::shutdown_request(),
-            health.clone(),
-            Duration::from_millis(p.startup_timeout_ms),
-            Duration::from_millis(p.shutdown_timeout_ms),
-        );
+        let timeouts = Timeouts {
+            startup: Duration::from_millis(p.startup_timeout_ms),
+            shutdown: Duration::from_millis(p.shutdown_timeout_ms),
+        };
+        let pipeline = Pipeline::new(signals::shutdown_request(), health.clone(), timeouts);
         Self {
             pipeline,
             health,

@@ -62,7 +62,14 @@ async fn a_second_signal_exits_130_at_once() {
     // unbounded, with a sink that holds what it reads until it is stopped: after the first
     // Ctrl-C the run waits for chains that cannot become queryable
     let run = chainflow(&["run", "--rate", "50"])
-        .args(&["--set", "sink.batch_ms=600000", "--set", "sink.batch_chains=1000000"])
+        .args(&[
+            "--set",
+            "sink.batch_ms=600000",
+            "--set",
+            "sink.batch_rows=100000000",
+            "--set",
+            "sink.batch_bytes=1000000000",
+        ])
         .env("CHAINFLOW_CLICKHOUSE__DATABASE", names.database())
         .env("CHAINFLOW_ENRICH__GROUP_ID", names.group("enrich"))
         .env("CHAINFLOW_SINK__GROUP_ID", names.group("sink"))

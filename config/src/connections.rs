@@ -49,6 +49,9 @@ pub struct ClickHouseConfig {
     pub password: Secret,
     /// Database holding chainflow's tables.
     pub database: String,
+    /// Days of data kept: a TTL on every table on servers that have one (19.6+), applied by
+    /// `chainflow migrate`; 0 keeps everything. On older servers, `chainflow prune`.
+    pub retention_days: u32,
 }
 
 impl Default for KafkaConfig {
@@ -82,6 +85,7 @@ impl Default for ClickHouseConfig {
             user: "default".into(),
             password: Secret::default(),
             database: "chainflow".into(),
+            retention_days: 0,
         }
     }
 }

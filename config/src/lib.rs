@@ -18,7 +18,10 @@ pub use connections::{ClickHouseConfig, KafkaConfig, RegistryConfig};
 pub use product::{check_rate, default_products, parse_close, parse_time_zone, Product, ProductSpec};
 pub use secret::{is_secret_property, Properties, Secret};
 pub use sources::ConfigError;
-pub use stages::{EnrichConfig, FeedConfig, LogFormat, ObservabilityConfig, PipelineConfig, SinkConfig};
+pub use stages::{
+    default_metrics_port, EnrichConfig, FeedConfig, LogFormat, ObservabilityConfig, PipelineConfig, SinkConfig,
+    SINK_STREAMS,
+};
 
 use chainflow_analytics::ProductTerms;
 use serde::{Deserialize, Serialize};
@@ -245,6 +248,25 @@ mod tests {
         let back = Config::load(Some(&path), Vec::new(), &[]).unwrap();
         assert_eq!(back.products, c.products);
         assert_eq!(back.kafka.partitions, c.kafka.partitions);
+    }
+
+    #[test]
+    fn each_component_has_its_own_metrics_port_unless_configured() {
+        let c = load("", &[], &[]).unwrap();
+        let at = |cmd| c.observability.metrics_address(cmd);
+        assert_eq!(
+            (at("feed"), at("enrich"), at("sink"), at("run")),
+            (
+                Some("127.0.0.1:9464".into()),
+                Some("127.0.0.1:9465".into()),
+                Some("127.0.0.1:9466".into()),
+                Some("127.0.0.1:9464".into())
+            )
+        );
+        let c = load("", &[("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", "0.0.0.0:9999")], &[]).unwrap();
+        assert_eq!(c.observability.metrics_address("sink").as_deref(), Some("0.0.0.0:9999"));
+        let c = load("", &[("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", "")], &[]).unwrap();
+        assert_eq!(c.observability.metrics_address("sink"), None);
     }
 
     #[test]

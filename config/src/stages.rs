@@ -34,17 +34,33 @@ pub struct EnrichConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
-    /// Consumer group.
+    /// Consumer groups: each stream reads in `<group_id>-<stream>` (`chainflow-sink-chains`).
     pub group_id: String,
-    /// Flush when a batch holds this many chains.
-    pub batch_chains: usize,
-    /// Flush when the oldest chain of a batch is this old.
+    /// The streams written: `chains` (enriched.option_chain), `ticks` (market.underlying),
+    /// `quotes` (market.option_quote), `dead_letters` (every dlq.* topic).
+    pub streams: Vec<String>,
+    /// A partition's batch is written when it holds this many ClickHouse rows ...
+    pub batch_rows: usize,
+    /// ... or this many bytes of decoded rows ...
+    pub batch_bytes: usize,
+    /// ... or its first record is this old.
     pub batch_ms: u64,
-    /// First retry delay after a failed insert; doubles up to `retry_max_ms`, with jitter.
+    /// An insert that has not been answered by then is abandoned and retried.
+    pub insert_timeout_ms: u64,
+    /// First retry delay after a transient failure; doubles up to `retry_max_ms`, with jitter.
     pub retry_initial_ms: u64,
     /// Longest retry delay.
     pub retry_max_ms: u64,
+    /// How long transient failures (ClickHouse, Kafka commits and reads, dead-letter
+    /// produces) are retried, the partitions paused, before the stage fails.
+    pub retry_budget_ms: u64,
+    /// An assigned partition with lag and no progress for this long is a stall: the stream
+    /// turns unready, counts and logs it, and re-joins its group.
+    pub stall_after_ms: u64,
 }
+
+/// The streams the sink can write.
+pub const SINK_STREAMS: &[&str] = &["chains", "ticks", "quotes", "dead_letters"];
 
 /// How the stages of one process are run together (`[pipeline]`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -63,8 +79,10 @@ pub struct PipelineConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ObservabilityConfig {
-    /// Address of the /metrics, /healthz and /readyz endpoint ("" to disable).
-    pub metrics_listen: String,
+    /// Address of the /metrics, /healthz and /readyz endpoint; "" disables it. Unset, each
+    /// command listens on its own port of 127.0.0.1 ([`default_metrics_port`]), so that
+    /// several components run side by side on one host.
+    pub metrics_listen: Option<String>,
     /// `auto` (text on a terminal, JSON otherwise), `text` or `json`.
     pub log_format: LogFormat,
 }
@@ -103,10 +121,15 @@ impl Default for SinkConfig {
     fn default() -> Self {
         Self {
             group_id: "chainflow-sink".into(),
-            batch_chains: 2000,
-            batch_ms: 500,
+            streams: SINK_STREAMS.iter().map(|s| (*s).to_string()).collect(),
+            batch_rows: 50_000,
+            batch_bytes: 4 << 20,
+            batch_ms: 1000,
+            insert_timeout_ms: 30_000,
             retry_initial_ms: 200,
             retry_max_ms: 30_000,
+            retry_budget_ms: 600_000,
+            stall_after_ms: 60_000,
         }
     }
 }
@@ -123,8 +146,31 @@ impl Default for PipelineConfig {
 impl Default for ObservabilityConfig {
     fn default() -> Self {
         Self {
-            metrics_listen: "127.0.0.1:9464".into(),
+            metrics_listen: None,
             log_format: LogFormat::Auto,
+        }
+    }
+}
+
+/// The metrics port of each command when `observability.metrics_listen` is unset, as
+/// `ops/prometheus/prometheus.yml` scrapes them: feed and run 9464, enrich 9465, sink 9466.
+pub fn default_metrics_port(command: &str) -> Option<u16> {
+    match command {
+        "feed" | "run" => Some(9464),
+        "enrich" => Some(9465),
+        "sink" => Some(9466),
+        _ => None,
+    }
+}
+
+impl ObservabilityConfig {
+    /// Where `command` serves its endpoints: the configured address, else its default port
+    /// on loopback; `None` when disabled.
+    pub fn metrics_address(&self, command: &str) -> Option<String> {
+        match &self.metrics_listen {
+            Some(a) if a.trim().is_empty() => None,
+            Some(a) => Some(a.clone()),
+            None => default_metrics_port(command).map(|p| format!("127.0.0.1:{p}")),
         }
     }
 }
@@ -173,11 +219,29 @@ impl SinkConfig {
     /// Checks every field; the error names it.
     pub fn validate(&self) -> Result<(), String> {
         check_group("sink.group_id", &self.group_id)?;
-        at_least_one("sink.batch_chains", self.batch_chains as u64)?;
+        if self.streams.is_empty() {
+            return Err(format!(
+                "sink.streams: name at least one of {}",
+                SINK_STREAMS.join(", ")
+            ));
+        }
+        if let Some(s) = self.streams.iter().find(|s| !SINK_STREAMS.contains(&s.as_str())) {
+            return Err(format!(
+                "sink.streams: unknown stream {s:?}, expected {}",
+                SINK_STREAMS.join(", ")
+            ));
+        }
+        at_least_one("sink.batch_rows", self.batch_rows as u64)?;
+        at_least_one("sink.batch_bytes", self.batch_bytes as u64)?;
         at_least_one("sink.batch_ms", self.batch_ms)?;
+        at_least_one("sink.insert_timeout_ms", self.insert_timeout_ms)?;
         at_least_one("sink.retry_initial_ms", self.retry_initial_ms)?;
+        at_least_one("sink.stall_after_ms", self.stall_after_ms)?;
         if self.retry_max_ms < self.retry_initial_ms {
             return Err("sink.retry_max_ms: must not be below sink.retry_initial_ms".into());
+        }
+        if self.retry_budget_ms < self.retry_max_ms {
+            return Err("sink.retry_budget_ms: must not be below sink.retry_max_ms".into());
         }
         Ok(())
     }

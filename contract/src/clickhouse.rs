@@ -27,6 +27,27 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_insert_deduplication.sql",
         sql: include_str!("../clickhouse/0002_insert_deduplication.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_every_stream.sql",
+        sql: include_str!("../clickhouse/0003_every_stream.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "0004_stream_deduplication.sql",
+        sql: include_str!("../clickhouse/0004_stream_deduplication.sql"),
+    },
+];
+
+/// The tables that grow with the data, each with the DateTime column its monthly
+/// partitions (`toYYYYMM`) and its retention are measured on.
+pub const DATA_TABLES: &[(&str, &str)] = &[
+    ("chain_snapshots", "event_time"),
+    ("chain_options", "event_time"),
+    ("underlying_ticks", "event_time"),
+    ("option_quotes", "event_time"),
+    ("dead_letters", "error_time"),
+    ("sink_batches", "recorded_at"),
 ];
 
 impl Migration {

@@ -23,6 +23,14 @@ pub const HEADER_SOURCE_PARTITION: &str = "chainflow.source.partition";
 pub const HEADER_SOURCE_OFFSET: &str = "chainflow.source.offset";
 /// When the record was dead-lettered (RFC 3339, UTC).
 pub const HEADER_ERROR_TIME: &str = "chainflow.error.time";
+/// The stage that dead-lettered the record (`enrich`, `sink`).
+pub const HEADER_ERROR_STAGE: &str = "chainflow.error.stage";
+
+/// True for the headers a dead letter gets from chainflow (error and source), which a
+/// record dead-lettered again replaces rather than repeats.
+pub fn is_dead_letter_header(name: &str) -> bool {
+    name.starts_with("chainflow.error.") || name.starts_with("chainflow.source.")
+}
 
 /// The dead-letter topic of `source`.
 pub fn dlq(source: &str) -> String {
@@ -36,6 +44,14 @@ pub struct TopicSpec {
     pub name: String,
     /// Partition count.
     pub partitions: i32,
+}
+
+/// The dead-letter topics of the data topics, in the order [`provisioned`] lists them.
+pub fn dead_letter_topics() -> Vec<String> {
+    [UNDERLYING, OPTION_QUOTE, OPTION_CHAIN, ENRICHED_CHAIN]
+        .iter()
+        .map(|t| dlq(t))
+        .collect()
 }
 
 /// Every topic chainflow uses; market and enriched topics get `partitions` partitions, dead

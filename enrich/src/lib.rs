@@ -301,7 +301,7 @@ impl Worker {
             }
             Err((kind, message)) => {
                 tracing::warn!(kind, %message, partition = msg.partition(), offset = msg.offset(), "chain dead-lettered");
-                let letter = DeadLetter::new(msg, kind, &message);
+                let letter = DeadLetter::new(msg, "enrich", kind, &message);
                 self.send(letter.record()).await?;
                 Ok(Outcome::DeadLettered)
             }

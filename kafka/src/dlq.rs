@@ -1,8 +1,8 @@
 //! Dead letters: a record that cannot be processed goes to `dlq.<source topic>` with its
-//! original key and bytes, and the reason in headers.
+//! original key, bytes and headers, and the reason in headers of its own.
 
 use chainflow_contract::topics;
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
 /// A record on its way to the dead-letter topic.
@@ -14,42 +14,41 @@ pub struct DeadLetter {
     pub key: Option<Vec<u8>>,
     /// Original bytes.
     pub payload: Option<Vec<u8>>,
-    /// Headers: error kind, message, source topic, partition, offset, time.
+    /// The original headers (such as `chainflow.id` and `traceparent`), then the reason:
+    /// error kind, message and stage, source topic, partition and offset, time.
     pub headers: OwnedHeaders,
 }
 
 impl DeadLetter {
-    /// Wraps `msg` with the reason it was rejected.
-    pub fn new<M: Message>(msg: &M, kind: &str, message: &str) -> Self {
+    /// Wraps `msg` with the reason `stage` rejected it.
+    pub fn new<M: Message>(msg: &M, stage: &str, kind: &str, message: &str) -> Self {
         let partition = msg.partition().to_string();
         let offset = msg.offset().to_string();
         let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: topics::HEADER_ERROR_KIND,
-                value: Some(kind),
-            })
-            .insert(Header {
-                key: topics::HEADER_ERROR_MESSAGE,
-                value: Some(message),
-            })
-            .insert(Header {
-                key: topics::HEADER_SOURCE_TOPIC,
-                value: Some(msg.topic()),
-            })
-            .insert(Header {
-                key: topics::HEADER_SOURCE_PARTITION,
-                value: Some(&partition),
-            })
-            .insert(Header {
-                key: topics::HEADER_SOURCE_OFFSET,
-                value: Some(&offset),
-            })
-            .insert(Header {
-                key: topics::HEADER_ERROR_TIME,
-                value: Some(&time),
+        let mut headers = OwnedHeaders::new();
+        if let Some(original) = msg.headers() {
+            for h in original.iter().filter(|h| !topics::is_dead_letter_header(h.key)) {
+                headers = headers.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+        }
+        for (key, value) in [
+            (topics::HEADER_ERROR_KIND, kind),
+            (topics::HEADER_ERROR_MESSAGE, message),
+            (topics::HEADER_ERROR_STAGE, stage),
+            (topics::HEADER_SOURCE_TOPIC, msg.topic()),
+            (topics::HEADER_SOURCE_PARTITION, &partition),
+            (topics::HEADER_SOURCE_OFFSET, &offset),
+            (topics::HEADER_ERROR_TIME, &time),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
             });
-        metrics::counter!("chainflow_dead_letters_total", "topic" => msg.topic().to_string(), "kind" => kind.to_string())
+        }
+        metrics::counter!("chainflow_dead_letters_total", "topic" => msg.topic().to_string(), "kind" => kind.to_string(), "stage" => stage.to_string())
             .increment(1);
         Self {
             topic: topics::dlq(msg.topic()),
@@ -58,7 +57,6 @@ impl DeadLetter {
             headers,
         }
     }
-
     /// The record to produce.
     pub fn record(&self) -> FutureRecord<'_, [u8], [u8]> {
         let mut r = FutureRecord::to(&self.topic).headers(self.headers.clone());

@@ -11,5 +11,5 @@ mod stage;
 mod stats;
 
 pub use pipeline::Pipeline;
-pub use stage::{Health, Role, Stage, StageContext};
+pub use stage::{Health, Role, Stage, StageContext, Timeouts};
 pub use stats::StageStats;

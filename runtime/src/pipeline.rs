@@ -1,10 +1,9 @@
 //! One supervisor for every command: the stages of a process run together, and stop
 //! together.
 
-use crate::stage::{Health, Role, Stage};
+use crate::stage::{Health, Role, Stage, Timeouts};
 use anyhow::{anyhow, Error, Result};
 use std::collections::HashMap;
-use std::time::Duration;
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -34,21 +33,14 @@ pub struct Pipeline {
     /// Stops every stage.
     stop: CancellationToken,
     health: Health,
-    startup_timeout: Duration,
-    shutdown_timeout: Duration,
+    timeouts: Timeouts,
     monitors: usize,
 }
 
 impl Pipeline {
     /// An empty pipeline that treats `request` as the request to shut down, reports
-    /// readiness in `health`, gives its stages `startup_timeout` to reach their
-    /// dependencies and `shutdown_timeout` to stop.
-    pub fn new(
-        request: CancellationToken,
-        health: Health,
-        startup_timeout: Duration,
-        shutdown_timeout: Duration,
-    ) -> Self {
+    /// readiness in `health`, and gives its stages `timeouts` to start and to stop.
+    pub fn new(request: CancellationToken, health: Health, timeouts: Timeouts) -> Self {
         let stop = CancellationToken::new();
         Self {
             tasks: JoinSet::new(),
@@ -57,8 +49,7 @@ impl Pipeline {
             workers: stop.child_token(),
             stop,
             health,
-            startup_timeout,
-            shutdown_timeout,
+            timeouts,
             monitors: 0,
         }
     }
@@ -73,7 +64,7 @@ impl Pipeline {
         if role == Role::Monitor {
             self.monitors += 1;
         }
-        let ctx = self.health.context(name, token, self.startup_timeout);
+        let ctx = self.health.context(name, token, self.timeouts);
         let handle = self.tasks.spawn(async move {
             let result = stage.run(ctx).await;
             Ended { name, role, result }
@@ -133,7 +124,7 @@ impl Pipeline {
     async fn stop_all(&mut self) -> Result<()> {
         self.health.stopping();
         self.stop.cancel();
-        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        let deadline = tokio::time::Instant::now() + self.timeouts.shutdown;
         let mut failure: Option<Error> = None;
         loop {
             match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
@@ -157,7 +148,7 @@ impl Pipeline {
                             "stage {} did not stop within {} ms of the request to stop \
                              (pipeline.shutdown_timeout_ms); what it held was not committed and will be read again",
                             late.join(", "),
-                            self.shutdown_timeout.as_millis()
+                            self.timeouts.shutdown.as_millis()
                         )
                     });
                     break;
@@ -172,6 +163,7 @@ impl Pipeline {
 mod tests {
     use super::*;
     use crate::StageContext;
+    use std::time::Duration;
 
     /// A stage whose behaviour the test chooses.
     enum Act {
@@ -218,7 +210,11 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     fn pipeline(request: &CancellationToken, stages: Vec<(TestStage, Role)>) -> Pipeline {
-        let mut p = Pipeline::new(request.clone(), Health::default(), SECOND, SECOND);
+        let timeouts = Timeouts {
+            startup: SECOND,
+            shutdown: SECOND,
+        };
+        let mut p = Pipeline::new(request.clone(), Health::default(), timeouts);
         for (stage, role) in stages {
             p.spawn(stage, role);
         }

@@ -42,26 +42,40 @@ pub enum Role {
     Monitor,
 }
 
+/// How long stages may take to start and to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// How long a stage keeps trying to reach its dependencies at start.
+    pub startup: Duration,
+    /// How long stages have to flush and commit once asked to stop.
+    pub shutdown: Duration,
+}
+
 /// What the runtime gives a running stage.
 #[derive(Debug, Clone)]
 pub struct StageContext {
     name: &'static str,
     stop: CancellationToken,
     ready: Arc<AtomicBool>,
-    startup_timeout: Duration,
+    timeouts: Timeouts,
 }
 
 impl StageContext {
     /// A context of its own, for running a stage outside a [`Pipeline`](crate::Pipeline)
-    /// (tests, tools): it stops when `stop` is cancelled, and gives up reaching its
-    /// dependencies after `startup_timeout`.
-    pub fn standalone(name: &'static str, stop: CancellationToken, startup_timeout: Duration) -> Self {
+    /// (tests, tools): it stops when `stop` is cancelled, within `timeouts`.
+    pub fn standalone(name: &'static str, stop: CancellationToken, timeouts: Timeouts) -> Self {
         Self {
             name,
             stop,
             ready: Arc::new(AtomicBool::new(false)),
-            startup_timeout,
+            timeouts,
         }
+    }
+
+    /// How long the stage has to flush and commit once asked to stop; past it the pipeline
+    /// abandons the stage.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.timeouts.shutdown
     }
 
     /// The stage's name.
@@ -99,7 +113,7 @@ impl StageContext {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let deadline = Instant::now() + self.startup_timeout;
+        let deadline = Instant::now() + self.timeouts.startup;
         let mut delay = CONNECT_FIRST_DELAY;
         loop {
             let outcome = tokio::select! {
@@ -115,7 +129,7 @@ impl StageContext {
             if Instant::now() + delay >= deadline {
                 return Err(error.context(format!(
                     "{what}: not reachable within {} ms of start (pipeline.startup_timeout_ms)",
-                    self.startup_timeout.as_millis()
+                    self.timeouts.startup.as_millis()
                 )));
             }
             tracing::warn!(stage = self.name, %what, error = %format!("{error:#}"), retry_in_ms = delay.as_millis() as u64, "not reachable yet; retrying");
@@ -139,13 +153,8 @@ pub struct Health {
 
 impl Health {
     /// A context for stage `name` whose readiness this health reports.
-    pub(crate) fn context(
-        &self,
-        name: &'static str,
-        stop: CancellationToken,
-        startup_timeout: Duration,
-    ) -> StageContext {
-        let ctx = StageContext::standalone(name, stop, startup_timeout);
+    pub(crate) fn context(&self, name: &'static str, stop: CancellationToken, timeouts: Timeouts) -> StageContext {
+        let ctx = StageContext::standalone(name, stop, timeouts);
         self.stages.lock().expect("health lock").push((name, ctx.ready.clone()));
         ctx
     }
@@ -173,11 +182,18 @@ impl Health {
 mod tests {
     use super::*;
 
+    fn timeouts(startup_secs: u64) -> Timeouts {
+        Timeouts {
+            startup: Duration::from_secs(startup_secs),
+            shutdown: Duration::from_secs(30),
+        }
+    }
+
     #[test]
     fn ready_when_every_stage_is() {
         let health = Health::default();
-        let a = health.context("a", CancellationToken::new(), Duration::ZERO);
-        let b = health.context("b", CancellationToken::new(), Duration::ZERO);
+        let a = health.context("a", CancellationToken::new(), timeouts(0));
+        let b = health.context("b", CancellationToken::new(), timeouts(0));
         assert_eq!(health.not_ready(), ["a", "b"]);
         a.set_ready(true);
         assert_eq!(health.not_ready(), ["b"]);
@@ -191,7 +207,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn connect_retries_until_the_dependency_answers() {
-        let ctx = StageContext::standalone("sink", CancellationToken::new(), Duration::from_secs(30));
+        let ctx = StageContext::standalone("sink", CancellationToken::new(), timeouts(30));
         let mut attempts = 0;
         let got = ctx
             .connect("ClickHouse", || {
@@ -212,7 +228,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn connect_gives_up_after_the_startup_timeout_naming_what_it_waited_for() {
-        let ctx = StageContext::standalone("sink", CancellationToken::new(), Duration::from_secs(3));
+        let ctx = StageContext::standalone("sink", CancellationToken::new(), timeouts(3));
         let started = Instant::now();
         let e = ctx
             .connect("ClickHouse at http://127.0.0.1:1", || async {
@@ -231,7 +247,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn connect_ends_quietly_when_the_stage_is_stopped() {
         let stop = CancellationToken::new();
-        let ctx = StageContext::standalone("sink", stop.clone(), Duration::from_secs(30));
+        let ctx = StageContext::standalone("sink", stop.clone(), timeouts(30));
         stop.cancel();
         let got = ctx
             .connect("ClickHouse", || async { Err::<(), _>(anyhow!("refused")) })

@@ -76,7 +76,7 @@ fn print_summary(verb: &str, s: &FeedSummary, secs: f64) {
 /// Runs `feed` alone with a progress spinner; its report once it is done.
 async fn run_alone(config: &Config, feed: Feed, stats: &Arc<StageStats>, what: &str) -> Result<(FeedReport, f64)> {
     let report = feed.report();
-    let mut process = Process::new(config).await?;
+    let mut process = Process::new(config, "feed").await?;
     process.spawn(feed, Role::Worker);
     let progress = bar(None, what);
     let ticker = follow(&progress, stats);

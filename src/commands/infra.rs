@@ -1,11 +1,13 @@
-//! `chainflow migrate` and `chainflow topics`.
+//! `chainflow migrate`, `chainflow prune` and `chainflow topics`.
 
+use crate::cli::PruneArgs;
 use anyhow::{Context, Result};
 use chainflow_config::Config;
 use chainflow_contract::clickhouse::MIGRATIONS;
 use chainflow_contract::topics::provisioned;
 use chainflow_kafka::{ensure_topics, TopicOutcome};
 use chainflow_sink::migrate::{migrate as apply, plan, MigrationOutcome};
+use chainflow_sink::prune::{apply_retention, drop_partitions, partitions_before, Retention, TTL_SINCE};
 use chainflow_sink::ServerVersion;
 
 /// Applies migrations, or prints them for a given server version.
@@ -35,6 +37,35 @@ pub async fn migrate(config: &Config, print_for: Option<&str>) -> Result<()> {
             MigrationOutcome::Skipped(why) => format!("skipped: {why}"),
         };
         println!("  {name}: {what}");
+    }
+    let retention = apply_retention(&client, db, server, config.clickhouse.retention_days).await?;
+    match retention {
+        Retention::KeepAll => println!("  retention: everything kept (clickhouse.retention_days = 0)"),
+        Retention::Ttl(days) => println!("  retention: TTL of {days} days on every table"),
+        Retention::NoTtl(days) => println!(
+            "  retention: {days} days asked, but ClickHouse {server} has no TTL (needs {TTL_SINCE}+): \
+             run `chainflow prune --before DATE` instead"
+        ),
+    }
+    Ok(())
+}
+
+/// Drops (or, with --dry-run, lists) the monthly partitions before `--before`'s month.
+pub async fn prune(config: &Config, args: &PruneArgs) -> Result<()> {
+    let db = &config.clickhouse.database;
+    let client = chainflow_sink::client(&config.clickhouse);
+    let partitions = partitions_before(&client, db, args.before).await?;
+    let verb = if args.dry_run { "would drop" } else { "dropped" };
+    if !args.dry_run {
+        drop_partitions(&client, db, &partitions).await?;
+    }
+    println!(
+        "{verb} {} partition(s) of {db} before {} (whole months only):",
+        partitions.len(),
+        args.before.format("%Y-%m")
+    );
+    for p in &partitions {
+        println!("  {:<18} {}  {} rows", p.table, p.partition, p.rows);
     }
     Ok(())
 }

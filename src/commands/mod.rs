@@ -22,7 +22,8 @@ pub async fn dispatch(command: Command, config: Config) -> Result<()> {
             None => feed::feed(&config, &cmd.args).await,
         },
         Command::Enrich => services::enrich(&config).await,
-        Command::Sink => services::sink(&config).await,
+        Command::Sink(args) => services::sink(&config, &args).await,
+        Command::Prune(args) => infra::prune(&config, &args).await,
         Command::Run(args) => run::run(&config, &args).await,
         Command::Analyze(args) => analyze::analyze(&config, &args),
         Command::Config(ConfigCommand::Check { print }) => {

@@ -38,7 +38,7 @@ struct Latest {
     max_pain_strike: Option<f64>,
 }
 
-/// Chains of `w` queryable in `table` (`FINAL`: each once).
+/// Rows of `w` queryable in `table` (`FINAL`: each once).
 async fn count(db: &Client, table: &str, w: &Window) -> Result<u64> {
     db.query(&format!(
         "SELECT count() FROM {table} FINAL WHERE has(?, product) AND event_time_us >= ? AND event_time_us <= ?"
@@ -65,6 +65,30 @@ struct Watch {
     progress: ProgressBar,
     /// When every chain was queryable, from the start.
     done: Arc<OnceLock<Duration>>,
+    /// The tables of the sink's streams besides the chains', which the watch waits for.
+    streams: Vec<&'static str>,
+}
+
+impl Watch {
+    /// Whether the ticks and quotes the feed produced are queryable too (false until the
+    /// feed is done).
+    async fn rest_stored(&self) -> Result<bool> {
+        let Some(report) = self.report.borrow().clone() else {
+            return Ok(false);
+        };
+        let (from_us, to_us) = report.sent.chain_times.unwrap_or((0, -1));
+        let window = Window {
+            products: self.window.products.clone(),
+            from_us: self.window.from_us.min(from_us),
+            to_us,
+        };
+        for (table, topic) in [("underlying_ticks", UNDERLYING), ("option_quotes", OPTION_QUOTE)] {
+            if self.streams.contains(&table) && count(&self.db, table, &window).await? < report.sent.on(topic) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 impl Stage for Watch {
@@ -77,6 +101,7 @@ impl Stage for Watch {
         let started = Instant::now();
         let mut deadline = started + self.timeout;
         let mut produced: Option<u64> = None;
+        // ticks and quotes are stored by streams of their own: done when they are too
         loop {
             self.progress
                 .set_message(format!("chains queryable · {}", self.stats.line()));
@@ -91,7 +116,7 @@ impl Stage for Watch {
             let stored = count(&self.db, "chain_snapshots", &self.window).await?;
             self.progress.set_position(stored);
             if let Some(n) = produced.or(self.chains) {
-                if stored >= n {
+                if stored >= n && self.rest_stored().await? {
                     self.done.get_or_init(|| started.elapsed());
                     return Ok(());
                 }
@@ -111,11 +136,22 @@ impl Stage for Watch {
     }
 }
 
-/// Creates the tables and topics, each within the startup timeout.
+/// The tables of the configured sink streams other than the chains, whose rows `run` counts.
+fn other_tables(config: &Config) -> Vec<&'static str> {
+    [("ticks", "underlying_ticks"), ("quotes", "option_quotes")]
+        .into_iter()
+        .filter(|(stream, _)| config.sink.streams.iter().any(|s| s == stream))
+        .map(|(_, table)| table)
+        .collect()
+}
+
+/// Creates the tables (with their retention) and the topics.
 async fn set_up(config: &Config, client: &Client) -> Result<()> {
-    chainflow_sink::migrate::migrate(client, &config.clickhouse.database)
+    let ch = &config.clickhouse;
+    let (server, _) = chainflow_sink::migrate::migrate(client, &ch.database)
         .await
-        .with_context(|| format!("setting up ClickHouse at {}", config.clickhouse.url))?;
+        .with_context(|| format!("setting up ClickHouse at {}", ch.url))?;
+    chainflow_sink::prune::apply_retention(client, &ch.database, server, ch.retention_days).await?;
     ensure_topics(
         &config.kafka,
         &provisioned(config.kafka.partitions, &config.registry.topic),
@@ -158,10 +194,13 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
         stats: stats.clone(),
         progress: progress.clone(),
         done: done.clone(),
+        streams: other_tables(config),
     };
-    let mut process = Process::new(config).await?;
+    let mut process = Process::new(config, "run").await?;
     process.spawn(wiring::enrich(config, stats.enrich.clone())?, Role::Drain);
-    process.spawn(wiring::sink(config, stats.sink.clone())?, Role::Drain);
+    for stream in wiring::sinks(config, &stats.sink)? {
+        process.spawn(stream, Role::Drain);
+    }
     process.spawn(feed, Role::Worker);
     process.spawn(watch, Role::Monitor);
     let outcome = process.run().await;
@@ -169,7 +208,16 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
     outcome?;
     let summary = report.borrow().as_ref().map(|r| r.sent.clone()).unwrap_or_default();
     let elapsed = done.get().copied().unwrap_or_default();
-    print_summary(&db, &summary, &stats, products, elapsed).await
+    print_summary(
+        &db,
+        &summary,
+        &stats,
+        products,
+        start_us,
+        elapsed,
+        &other_tables(config),
+    )
+    .await
 }
 
 /// Prints what the run produced, enriched and stored, and fails when the counts do not
@@ -179,7 +227,9 @@ async fn print_summary(
     summary: &FeedSummary,
     stats: &PipelineStats,
     products: Vec<String>,
+    start_us: i64,
     elapsed: Duration,
+    others: &[&str],
 ) -> Result<()> {
     let (from_us, to_us) = summary.chain_times.unwrap_or((0, -1));
     let window = Window {
@@ -189,6 +239,28 @@ async fn print_summary(
     };
     let snapshots = count(db, "chain_snapshots", &window).await?;
     let options_stored = count(db, "chain_options", &window).await?;
+    let since_start = Window {
+        from_us: start_us.min(from_us),
+        ..window
+    };
+    let mut unbalanced = Vec::new();
+    let mut stored_lines = Vec::new();
+    for (table, topic, what) in [
+        ("underlying_ticks", UNDERLYING, "ticks"),
+        ("option_quotes", OPTION_QUOTE, "quotes"),
+    ] {
+        if others.contains(&table) {
+            let n = count(db, table, &since_start).await?;
+            stored_lines.push(format!(
+                "  chainflow.{table:<16} {n} rows (FINAL, this run; {} {what} produced)",
+                summary.on(topic)
+            ));
+            if n != summary.on(topic) {
+                unbalanced.push(format!("{} {what} produced, {n} stored", summary.on(topic)));
+            }
+        }
+    }
+    let window = since_start;
     let secs = elapsed.as_secs_f64().max(1e-9);
     let chains = summary.chains();
     println!("chainflow run: {chains} chains produced, enriched and stored in {secs:.1} s");
@@ -213,11 +285,17 @@ async fn print_summary(
         "  chainflow.chain_options   {options_stored} rows (FINAL, this run; {} options produced)",
         summary.options
     );
+    for line in &stored_lines {
+        println!("{line}");
+    }
     if snapshots != chains || options_stored != summary.options {
-        bail!(
-            "counts do not balance: {chains} chains / {} options produced, {snapshots} / {options_stored} stored",
+        unbalanced.push(format!(
+            "{chains} chains / {} options produced, {snapshots} / {options_stored} stored",
             summary.options
-        );
+        ));
+    }
+    if !unbalanced.is_empty() {
+        bail!("counts do not balance: {}", unbalanced.join("; "));
     }
     let latest: Vec<Latest> = db
         .query(

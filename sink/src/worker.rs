@@ -1,0 +1,713 @@
+//! The loop of one stream: read, decode, batch per partition, record each batch in the
+//! ledger, insert it, commit. Transient failures are retried with backoff while the
+//! partitions are paused and the consumer keeps polling (so the group keeps it); permanent
+//! ones split the batch until the refused records are isolated and dead-lettered; an
+//! assigned partition that lags without progress is a stall, healed by re-joining the group.
+
+use crate::batch::{Batch, Entry, Limits};
+use crate::ledger::{Ledger, LedgerRow, Recorded};
+use crate::rebalance::{commit_list, Change, SinkContext, Tp};
+use crate::retry::{Backoff, Class, Failure};
+use crate::stream::{Reject, Stream};
+use anyhow::{anyhow, Context, Result};
+use chainflow_kafka::{blocking, DeadLetter};
+use chainflow_runtime::{StageContext, StageStats};
+use clickhouse::Client;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How often lag is measured and stalls are looked for.
+const LAG_CHECK: Duration = Duration::from_secs(5);
+/// How long a question to the broker about offsets may take.
+const OFFSETS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long producing a dead letter may take before it is retried.
+const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How transient failures are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// First delay.
+    pub initial: Duration,
+    /// Longest delay.
+    pub max: Duration,
+    /// How long to keep trying before the stage fails.
+    pub budget: Duration,
+}
+
+impl RetryPolicy {
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.initial, self.max, self.budget)
+    }
+}
+
+/// What the worker needs that never changes while it runs.
+pub struct Io<S> {
+    /// The stream.
+    pub stream: S,
+    /// ClickHouse, in the configured database.
+    pub client: Client,
+    /// Producer of dead letters.
+    pub dlq: FutureProducer,
+    /// The bookkeeping of batches.
+    pub ledger: Ledger,
+    /// Whether the server takes deduplication tokens (22.2+).
+    pub tokens: bool,
+    /// Timeout of one insert.
+    pub insert_timeout: Duration,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+}
+
+/// One stream's worker.
+pub struct Worker<S: Stream> {
+    io: Arc<Io<S>>,
+    consumer: Arc<StreamConsumer<SinkContext>>,
+    topics: Vec<String>,
+    limits: Limits,
+    stall_after: Duration,
+    stats: Arc<StageStats>,
+    batches: BTreeMap<Tp, Batch<S::Rows>>,
+    /// Per partition, the ledger's batches still to re-form (looked up at its first record
+    /// after an assignment).
+    recorded: HashMap<Tp, VecDeque<Recorded>>,
+    /// Per partition, the offset after the last record read.
+    next: HashMap<Tp, i64>,
+    /// Per partition, the position last seen and since when.
+    progress: HashMap<Tp, (i64, Instant)>,
+    /// The assignment is paused while a transient failure is retried.
+    paused: bool,
+    /// A stall was detected and the group re-joined; ready again on progress.
+    stalled: bool,
+    /// Since when commits have failed.
+    commits_failing: Option<Instant>,
+    /// Until when a stopping worker retries its last writes.
+    stop_deadline: Option<Instant>,
+}
+
+/// What a retry does when the stage is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnStop {
+    /// Gives up at once: nothing depends on it (reading, decoding), and what was not taken
+    /// is read again at the next start.
+    Abandon,
+    /// Keeps trying until most of the shutdown timeout is spent (writing what was read),
+    /// then fails the stage: nothing it holds is committed.
+    Finish,
+}
+
+/// Share of the shutdown timeout a stopping sink spends retrying its last writes.
+const STOPPING_SHARE: f64 = 0.8;
+
+/// What became of a batch.
+enum Written {
+    /// Stored (or refused records dead-lettered): its offsets can be committed.
+    Done,
+    /// Its partition was revoked first: nothing of it is committed.
+    Abandoned,
+}
+
+impl<S: Stream> Worker<S> {
+    /// A worker over a subscribed `consumer`.
+    pub fn new(
+        io: Io<S>,
+        consumer: Arc<StreamConsumer<SinkContext>>,
+        limits: Limits,
+        stall_after: Duration,
+        stats: Arc<StageStats>,
+    ) -> Self {
+        let topics = io.stream.topics();
+        Self {
+            io: Arc::new(io),
+            consumer,
+            topics,
+            limits,
+            stall_after,
+            stats,
+            batches: BTreeMap::new(),
+            recorded: HashMap::new(),
+            next: HashMap::new(),
+            progress: HashMap::new(),
+            paused: false,
+            stalled: false,
+            commits_failing: None,
+            stop_deadline: None,
+        }
+    }
+
+    /// Runs until `ctx` says stop, then writes and commits what it holds.
+    pub async fn run(mut self, ctx: &StageContext) -> Result<()> {
+        let mut lag_check = tokio::time::interval(LAG_CHECK);
+        let mut read_failing: Option<Instant> = None;
+        loop {
+            self.apply_changes();
+            let due = self.batches.values().filter_map(|b| b.due_at(&self.limits)).min();
+            tokio::select! {
+                biased;
+                () = ctx.stopped() => break,
+                () = sleep_until(due) => self.flush(true, ctx).await?,
+                _ = lag_check.tick() => self.check_lag(ctx).await?,
+                m = self.consumer.recv() => match m {
+                    Ok(m) => {
+                        read_failing = None;
+                        let m = m.detach();
+                        self.take(m, ctx).await?;
+                        if self.batches.values().any(|b| b.is_due(&self.limits, Instant::now())) {
+                            self.flush(true, ctx).await?;
+                        }
+                    }
+                    Err(e) => {
+                        let since = *read_failing.get_or_insert_with(Instant::now);
+                        metrics::counter!("chainflow_sink_kafka_errors_total", "stream" => S::NAME, "operation" => "read").increment(1);
+                        tracing::warn!(stream = S::NAME, error = %e, "reading from Kafka failed; retrying");
+                        if since.elapsed() > self.io.retry.budget {
+                            return Err(anyhow::Error::new(e).context(format!(
+                                "reading {} kept failing for {} ms (sink.retry_budget_ms)",
+                                self.topics.join(", "),
+                                self.io.retry.budget.as_millis()
+                            )));
+                        }
+                        tokio::time::sleep(self.io.retry.initial).await;
+                    }
+                },
+            }
+        }
+        self.apply_changes();
+        self.flush(false, ctx).await?;
+        tracing::info!(stream = S::NAME, "sink stream stopped");
+        Ok(())
+    }
+
+    /// Applies the assignment changes the rebalance callbacks noted.
+    fn apply_changes(&mut self) {
+        for change in self.consumer.context().take_changes() {
+            match change {
+                Change::Revoked(tps) => {
+                    for tp in &tps {
+                        if let Some(b) = self.batches.remove(tp) {
+                            if !b.is_empty() {
+                                tracing::info!(stream = S::NAME, topic = %tp.0, partition = tp.1, records = b.entries().len(), "partition revoked: its unwritten records are left to the new owner");
+                            }
+                        }
+                        self.recorded.remove(tp);
+                        self.next.remove(tp);
+                        self.progress.remove(tp);
+                        metrics::gauge!("chainflow_sink_consumer_lag", "stream" => S::NAME, "topic" => tp.0.clone(), "partition" => tp.1.to_string()).set(0.0);
+                    }
+                }
+                Change::Assigned(tps) => {
+                    tracing::info!(stream = S::NAME, partitions = ?tps, "partitions assigned");
+                    for tp in &tps {
+                        self.recorded.remove(tp);
+                    }
+                    if self.paused {
+                        let mut tpl = TopicPartitionList::new();
+                        for (t, p) in &tps {
+                            tpl.add_partition(t, *p);
+                        }
+                        if let Err(e) = self.consumer.pause(&tpl) {
+                            tracing::warn!(error = %e, "pausing newly assigned partitions failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds one record to its partition's batch (decoding it, or dead-lettering it).
+    async fn take(&mut self, msg: OwnedMessage, ctx: &StageContext) -> Result<()> {
+        let tp: Tp = (msg.topic().to_string(), msg.partition());
+        let offset = msg.offset();
+        if self.next.get(&tp).is_some_and(|&n| offset < n) {
+            return Ok(()); // already read: a fetch that raced a seek
+        }
+        StageStats::add(&self.stats.records_in, 1);
+        if !self.recorded.contains_key(&tp) {
+            let ledger = self.io.ledger.clone();
+            let (ledger, topic, partition) = (&ledger, tp.0.as_str(), tp.1);
+            let pending = self
+                .retry(ctx, "reading the ledger", None, OnStop::Abandon, || {
+                    ledger.pending(topic, partition, offset)
+                })
+                .await?
+                .unwrap_or_default();
+            if !pending.is_empty() {
+                tracing::info!(stream = S::NAME, topic = %tp.0, partition = tp.1, batches = pending.len(), "re-forming batches recorded but not committed");
+            }
+            self.recorded.insert(tp.clone(), pending.into());
+        }
+        let io = self.io.clone();
+        let (io, message) = (&io, &msg);
+        let decoded = self
+            .retry(
+                ctx,
+                "decoding through the Schema Registry",
+                Some(&tp),
+                OnStop::Abandon,
+                || async move {
+                    match io.stream.decode(message).await {
+                        Err(Reject::Transient(why)) => Err(Failure {
+                            class: Class::Transient,
+                            code: None,
+                            message: why,
+                        }),
+                        other => Ok(other),
+                    }
+                },
+            )
+            .await?;
+        let Some(decoded) = decoded else {
+            return Ok(()); // revoked while the registry was away
+        };
+        let rows = match decoded {
+            Ok(rows) => Some(rows),
+            Err(Reject::Permanent { kind, message }) => {
+                self.dead_letter(&msg, kind, &message, ctx).await?;
+                None
+            }
+            Err(Reject::Transient(_)) => unreachable!("transient rejections are retried above"),
+        };
+        let recorded = self.recorded.entry(tp.clone()).or_default();
+        let batch = self.batches.entry(tp.clone()).or_insert_with(|| {
+            // a batch the ledger recorded starting here is formed again exactly
+            while recorded.front().is_some_and(|r| r.first_offset < offset) {
+                recorded.pop_front();
+            }
+            let end = recorded
+                .front()
+                .filter(|r| r.first_offset == offset)
+                .map(|r| r.last_offset);
+            Batch::new(&tp.0, tp.1, end)
+        });
+        let (count, bytes) = (
+            rows.as_ref().map_or(0, S::row_count),
+            msg.key().map_or(0, <[u8]>::len) + msg.payload().map_or(0, <[u8]>::len),
+        );
+        batch.push(Entry { message: msg, rows }, count, bytes);
+        self.next.insert(tp, offset + 1);
+        Ok(())
+    }
+
+    /// Writes the batches that are due (or, with `due_only` false, every batch but re-formed
+    /// ones that have not reached their end), then commits.
+    async fn flush(&mut self, due_only: bool, ctx: &StageContext) -> Result<()> {
+        let now = Instant::now();
+        let ready: Vec<Tp> = self
+            .batches
+            .iter()
+            .filter(|(_, b)| {
+                if due_only {
+                    b.is_due(&self.limits, now)
+                } else {
+                    !b.is_empty() && (!b.is_reformed() || b.is_due(&self.limits, now))
+                }
+            })
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if ready.is_empty() {
+            return self.commit().await;
+        }
+        let batches: Vec<Batch<S::Rows>> = ready.iter().filter_map(|tp| self.batches.remove(tp)).collect();
+        let recorded_at_us = chrono::Utc::now().timestamp_micros().max(0) as u64;
+        let rows: Vec<LedgerRow> = batches
+            .iter()
+            .filter(|b| !b.is_reformed())
+            .map(|b| LedgerRow {
+                group_id: self.io.ledger.group().to_string(),
+                topic: b.topic.clone(),
+                partition: b.partition,
+                first_offset: b.first_offset().unwrap_or(-1),
+                last_offset: b.last_offset().unwrap_or(-1),
+                records: b.entries().len() as u32,
+                token: b.token(),
+                recorded_at_us,
+            })
+            .collect();
+        let ledger = self.io.ledger.clone();
+        let (ledger, rows) = (&ledger, &rows);
+        if self
+            .retry(ctx, "recording batches in the ledger", None, OnStop::Finish, || {
+                ledger.record(rows)
+            })
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
+        for batch in batches {
+            let tp: Tp = (batch.topic.clone(), batch.partition);
+            if let Some(end) = batch.is_reformed().then(|| batch.next_offset()).flatten() {
+                let recorded = self.recorded.get_mut(&tp).and_then(VecDeque::pop_front);
+                if let Some(r) = recorded.filter(|r| r.token != batch.token()) {
+                    tracing::warn!(stream = S::NAME, topic = %tp.0, partition = tp.1, recorded = %r.token, now = %batch.token(),
+                        "the records of a re-formed batch differ from those recorded (topic recreated?): written under the new token");
+                }
+                tracing::info!(stream = S::NAME, topic = %tp.0, partition = tp.1, token = %batch.token(), next = end, "re-formed batch written again");
+            }
+            let started = Instant::now();
+            match self.write(&batch, ctx).await? {
+                Written::Done => {
+                    if let Some(next) = batch.next_offset() {
+                        self.consumer.context().written(tp, next);
+                    }
+                    metrics::histogram!("chainflow_sink_batch_rows", "stream" => S::NAME).record(batch.rows() as f64);
+                    metrics::histogram!("chainflow_sink_batch_bytes", "stream" => S::NAME).record(batch.bytes() as f64);
+                    metrics::histogram!("chainflow_sink_flush_seconds", "stream" => S::NAME)
+                        .record(started.elapsed().as_secs_f64());
+                }
+                Written::Abandoned => {}
+            }
+        }
+        self.commit().await
+    }
+
+    /// Inserts `batch`; transient failures are retried, permanent ones isolate the refused
+    /// records by halving, and those are dead-lettered (or, for dead letters, skipped).
+    async fn write(&mut self, batch: &Batch<S::Rows>, ctx: &StageContext) -> Result<Written> {
+        let tp: Tp = (batch.topic.clone(), batch.partition);
+        let token = batch.token();
+        let entries: Vec<&Entry<S::Rows>> = batch.entries().iter().filter(|e| e.rows.is_some()).collect();
+        let mut pieces: Vec<(usize, usize)> = vec![(0, entries.len())];
+        while let Some((from, to)) = pieces.pop() {
+            if from == to {
+                continue;
+            }
+            let records: Vec<&S::Rows> = entries[from..to].iter().filter_map(|e| e.rows.as_ref()).collect();
+            let piece_token = if (from, to) == (0, entries.len()) {
+                token.clone()
+            } else {
+                format!(
+                    "{token}/{}-{}",
+                    entries[from].message.offset(),
+                    entries[to - 1].message.offset()
+                )
+            };
+            let io = self.io.clone();
+            let (io, records, piece_token) = (&io, &records, &piece_token);
+            let attempt = || {
+                io.stream.insert(
+                    &io.client,
+                    records,
+                    io.tokens.then_some(piece_token.as_str()),
+                    io.insert_timeout,
+                )
+            };
+            let outcome = self.retry_insert(ctx, &tp, attempt).await?;
+            match outcome {
+                None => return Ok(Written::Abandoned),
+                Some(Ok(())) => {
+                    StageStats::add(&self.stats.records_out, (to - from) as u64);
+                    metrics::counter!("chainflow_sink_records_total", "stream" => S::NAME, "outcome" => "stored")
+                        .increment((to - from) as u64);
+                    let rows: usize = records.iter().map(|r| S::row_count(r)).sum();
+                    metrics::counter!("chainflow_sink_rows_total", "stream" => S::NAME).increment(rows as u64);
+                }
+                Some(Err(refused)) if to - from > 1 => {
+                    tracing::warn!(stream = S::NAME, topic = %tp.0, partition = tp.1, records = to - from, error = %refused, "ClickHouse refused a batch: splitting it to isolate the refused records");
+                    let mid = from + (to - from) / 2;
+                    pieces.push((mid, to));
+                    pieces.push((from, mid));
+                }
+                Some(Err(refused)) => {
+                    let msg = &entries[from].message;
+                    if S::DEAD_LETTERS_REFUSED {
+                        self.dead_letter(msg, "clickhouse_refused", &refused.message, ctx)
+                            .await?;
+                    } else {
+                        metrics::counter!("chainflow_sink_records_total", "stream" => S::NAME, "outcome" => "skipped")
+                            .increment(1);
+                        tracing::error!(stream = S::NAME, topic = %tp.0, partition = tp.1, offset = msg.offset(), error = %refused,
+                            "ClickHouse refused a dead letter: skipped (a dead letter is never dead-lettered again)");
+                    }
+                }
+            }
+        }
+        Ok(Written::Done)
+    }
+
+    /// Runs an insert until it succeeds (`Some(Ok)`), is refused for good (`Some(Err)`), or
+    /// its partition is revoked meanwhile (`None`).
+    async fn retry_insert<F, Fut>(
+        &mut self,
+        ctx: &StageContext,
+        tp: &Tp,
+        mut attempt: F,
+    ) -> Result<Option<Result<(), Failure>>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), Failure>>,
+    {
+        let outcome = self
+            .retry(ctx, "inserting into ClickHouse", Some(tp), OnStop::Finish, || {
+                let work = attempt();
+                async move {
+                    match work.await {
+                        Err(f) if f.class == Class::Permanent => Ok(Err(f)),
+                        other => other.map(Ok),
+                    }
+                }
+            })
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Tries `attempt` until it succeeds; transient failures are retried with backoff, the
+    /// assignment paused and the consumer polled meanwhile. `None` when `tp` was revoked
+    /// before success, or the stage is stopping and `on_stop` abandons; an error when the
+    /// retry budget is spent, or a stopping stage's share of the shutdown timeout.
+    async fn retry<T, F, Fut>(
+        &mut self,
+        ctx: &StageContext,
+        what: &str,
+        tp: Option<&Tp>,
+        on_stop: OnStop,
+        mut attempt: F,
+    ) -> Result<Option<T>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let mut backoff: Option<Backoff> = None;
+        loop {
+            let failure = match attempt().await {
+                Ok(v) => {
+                    if backoff.is_some() {
+                        self.resume(ctx).await?;
+                        tracing::info!(stream = S::NAME, what, "recovered: partitions resumed");
+                    }
+                    return Ok(Some(v));
+                }
+                Err(f) => f,
+            };
+            if ctx.is_stopping() {
+                let deadline = *self
+                    .stop_deadline
+                    .get_or_insert_with(|| Instant::now() + ctx.shutdown_timeout().mul_f64(STOPPING_SHARE));
+                if on_stop == OnStop::Abandon {
+                    return Ok(None);
+                }
+                if Instant::now() >= deadline {
+                    return Err(anyhow!(failure).context(format!(
+                        "{what} still failing when the shutdown timeout ran out; what the stream held was not \
+                         committed and will be read again"
+                    )));
+                }
+            }
+            let backoff = backoff.get_or_insert_with(|| self.io.retry.backoff());
+            if !self.paused {
+                self.pause(ctx)?;
+            }
+            metrics::counter!("chainflow_sink_retries_total", "stream" => S::NAME).increment(1);
+            let Some(delay) = backoff.delay() else {
+                return Err(anyhow!(failure).context(format!(
+                    "{what} kept failing for {} ms (sink.retry_budget_ms)",
+                    self.io.retry.budget.as_millis()
+                )));
+            };
+            tracing::warn!(stream = S::NAME, what, error = %failure, retry_in_ms = delay.as_millis() as u64, "transient failure; partitions paused");
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = &mut sleep => break,
+                    () = ctx.stopped(), if on_stop == OnStop::Abandon => return Ok(None),
+                    // polling keeps the group membership and runs the rebalance callbacks;
+                    // what arrives while paused is dropped and read again after the resume
+                    m = self.consumer.recv() => if let Err(e) = m {
+                        tracing::debug!(error = %e, "read error while paused");
+                    },
+                }
+                self.apply_changes();
+                if let Some(tp) = tp {
+                    if !self.is_assigned(tp) {
+                        self.resume(ctx).await?;
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_assigned(&self, tp: &Tp) -> bool {
+        self.consumer
+            .assignment()
+            .is_ok_and(|a| a.elements().iter().any(|e| e.topic() == tp.0 && e.partition() == tp.1))
+    }
+
+    /// Pauses every assigned partition.
+    fn pause(&mut self, ctx: &StageContext) -> Result<()> {
+        let assignment = self.consumer.assignment().context("reading the assignment")?;
+        self.consumer.pause(&assignment).context("pausing the partitions")?;
+        self.paused = true;
+        ctx.set_ready(false);
+        metrics::gauge!("chainflow_sink_paused_partitions", "stream" => S::NAME).set(assignment.count() as f64);
+        Ok(())
+    }
+
+    /// Moves every assigned partition back to the record after the last one taken (what
+    /// arrived while paused was dropped), and resumes them.
+    async fn resume(&mut self, ctx: &StageContext) -> Result<()> {
+        if !self.paused {
+            return Ok(());
+        }
+        let assignment = self.consumer.assignment().context("reading the assignment")?;
+        let committed = blocking::committed(&self.consumer, OFFSETS_TIMEOUT)
+            .await
+            .context("reading committed offsets to resume")?;
+        let mut positions = TopicPartitionList::new();
+        for e in assignment.elements() {
+            let tp: Tp = (e.topic().to_string(), e.partition());
+            let at = match self.next.get(&tp) {
+                Some(&n) => Offset::Offset(n),
+                None => committed
+                    .find_partition(e.topic(), e.partition())
+                    .map(|c| c.offset())
+                    .filter(|o| matches!(o, Offset::Offset(_)))
+                    .unwrap_or(Offset::Beginning),
+            };
+            positions.add_partition_offset(e.topic(), e.partition(), at)?;
+        }
+        if positions.count() > 0 {
+            blocking::seek_partitions(&self.consumer, positions, OFFSETS_TIMEOUT)
+                .await
+                .context("seeking back before resuming")?;
+        }
+        self.consumer.resume(&assignment).context("resuming the partitions")?;
+        self.paused = false;
+        ctx.set_ready(!self.stalled);
+        metrics::gauge!("chainflow_sink_paused_partitions", "stream" => S::NAME).set(0.0);
+        Ok(())
+    }
+
+    /// Sends `msg` to its dead-letter topic, retrying a broker that refuses.
+    async fn dead_letter(&mut self, msg: &OwnedMessage, kind: &str, message: &str, ctx: &StageContext) -> Result<()> {
+        tracing::warn!(stream = S::NAME, kind, %message, topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), "record dead-lettered");
+        let letter = DeadLetter::new(msg, "sink", kind, message);
+        let dlq = self.io.dlq.clone();
+        let sent = self
+            .retry(ctx, "producing a dead letter", None, OnStop::Finish, || {
+                let (dlq, letter) = (dlq.clone(), letter.clone());
+                async move {
+                    dlq.send(letter.record(), DEAD_LETTER_TIMEOUT)
+                        .await
+                        .map(|_| ())
+                        .map_err(|(e, _)| Failure {
+                            class: Class::Transient,
+                            code: None,
+                            message: format!("producing to {}: {e}", letter.topic),
+                        })
+                }
+            })
+            .await?;
+        if sent.is_some() {
+            StageStats::add(&self.stats.dead_letters, 1);
+            metrics::counter!("chainflow_sink_records_total", "stream" => S::NAME, "outcome" => "dead_letter")
+                .increment(1);
+        }
+        Ok(())
+    }
+
+    /// Commits what ClickHouse acknowledged; a failure is retried at the next flush, and
+    /// fails the stage once it has lasted the retry budget.
+    async fn commit(&mut self) -> Result<()> {
+        let offsets = self.consumer.context().to_commit();
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        match blocking::commit(&self.consumer, commit_list(&offsets)).await {
+            Ok(()) => {
+                self.consumer.context().committed(&offsets);
+                self.commits_failing = None;
+                Ok(())
+            }
+            Err(e) => {
+                metrics::counter!("chainflow_sink_commit_errors_total").increment(1);
+                let since = *self.commits_failing.get_or_insert_with(Instant::now);
+                if since.elapsed() > self.io.retry.budget {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "committing offsets kept failing for {} ms (sink.retry_budget_ms)",
+                        self.io.retry.budget.as_millis()
+                    )));
+                }
+                tracing::warn!(stream = S::NAME, error = %e, "commit failed; retried after the next batch");
+                Ok(())
+            }
+        }
+    }
+
+    /// Measures each assigned partition's lag; a partition with lag and no progress for
+    /// `sink.stall_after_ms` (not paused by the sink itself) is a stall: the stream turns
+    /// unready, counts and logs it, writes what it holds and re-joins its group.
+    async fn check_lag(&mut self, ctx: &StageContext) -> Result<()> {
+        let assigned: Vec<Tp> = match self.consumer.assignment() {
+            Ok(a) => a
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect(),
+            Err(_) => return Ok(()),
+        };
+        if assigned.is_empty() {
+            return Ok(());
+        }
+        let committed = blocking::committed(&self.consumer, OFFSETS_TIMEOUT).await.ok();
+        let now = Instant::now();
+        let mut stalled = Vec::new();
+        for tp in assigned {
+            let Ok((_, high)) = blocking::fetch_watermarks(&self.consumer, &tp.0, tp.1, OFFSETS_TIMEOUT).await else {
+                continue;
+            };
+            let position = self.next.get(&tp).copied().or_else(|| {
+                committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(&tp.0, tp.1))
+                    .and_then(|c| c.offset().to_raw())
+                    .filter(|o| *o >= 0)
+            });
+            let Some(position) = position else { continue };
+            let lag = (high - position).max(0);
+            metrics::gauge!("chainflow_sink_consumer_lag", "stream" => S::NAME, "topic" => tp.0.clone(), "partition" => tp.1.to_string())
+                .set(lag as f64);
+            let entry = self.progress.entry(tp.clone()).or_insert((position, now));
+            if entry.0 != position || lag == 0 || self.paused {
+                *entry = (position, now);
+            } else if now.duration_since(entry.1) >= self.stall_after {
+                stalled.push((tp, lag));
+            }
+        }
+        if self.stalled && stalled.is_empty() && !self.paused {
+            self.stalled = false;
+            ctx.set_ready(true);
+            tracing::info!(stream = S::NAME, "stall healed: consuming again");
+        }
+        if stalled.is_empty() {
+            return Ok(());
+        }
+        metrics::counter!("chainflow_sink_stalls_total", "stream" => S::NAME).increment(1);
+        tracing::warn!(stream = S::NAME, partitions = ?stalled, stall_after_ms = self.stall_after.as_millis() as u64,
+            "stall: assigned partitions with lag and no progress; re-joining the group");
+        self.stalled = true;
+        ctx.set_ready(false);
+        self.flush(false, ctx).await?;
+        self.consumer.unsubscribe();
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        self.consumer
+            .subscribe(&topics)
+            .with_context(|| format!("re-subscribing to {}", topics.join(", ")))?;
+        self.progress.clear();
+        Ok(())
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
