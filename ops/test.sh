@@ -82,6 +82,8 @@ docker-compose -f docker-compose.kafka.yml config -q && echo "docker-compose.kaf
 
 phase sql
 target/debug/chainflow migrate --print-for 26.1 | python3 ops/check_sql.py
+# with retention: the TTL statements too (a century, so the check's 2025 rows stay)
+target/debug/chainflow migrate --print-for 26.1 --set clickhouse.retention_days=36500 | python3 ops/check_sql.py
 
 phase done
 printf '\n[test] phases: %s\n' "${PHASES[*]}"

@@ -1,5 +1,6 @@
 //! Bad input loses nothing: undecodable bytes and an invalid chain go to
-//! dlq.market.option_chain with their original key and bytes and the reason in headers.
+//! dlq.market.option_chain with their original key, bytes and headers and the reason in
+//! headers of their own, and the sink's dead-letters stream stores them in `dead_letters`.
 //! Needs the local stack (ops/stack.sh up).
 
 mod common;
@@ -7,9 +8,9 @@ mod common;
 use chainflow_codec::{registry_settings, Codec};
 use chainflow_contract::topics::{dlq, OPTION_CHAIN};
 use chainflow_contract::{OptionChain, Quote, Record, StrikeQuotes};
-use common::{chainflow, consumer, group_at_end, stack, Names};
+use common::{chainflow, consumer, group_at_end, stack, Database, Names};
 use rdkafka::consumer::Consumer;
-use rdkafka::message::Headers;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -54,10 +55,26 @@ async fn undecodable_and_invalid_chains_are_dead_lettered_with_the_reason() {
     };
     let chain_bytes = codec.encode(&chain).await.unwrap();
     let producer: FutureProducer = chainflow_kafka::producer_config(&cfg.kafka).create().unwrap();
+    // the sink's dead-letters stream, in a group of the test's own from the current end
+    let db = Database::create(&names);
+    let sink_group = names.group("sink");
+    group_at_end(&cfg, &format!("{sink_group}-dead_letters"), &dlq_topic).await;
+    let sink = chainflow(&["sink", "--stream", "dead_letters"])
+        .env("CHAINFLOW_SINK__GROUP_ID", &sink_group)
+        .env("CHAINFLOW_CLICKHOUSE__DATABASE", &db.name)
+        .spawn();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     for (key, payload) in [(garbage_key.clone(), &garbage), (chain.key(), &chain_bytes)] {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "traceparent",
+            value: Some(traceparent),
+        });
         producer
             .send(
-                FutureRecord::to(OPTION_CHAIN).key(&key).payload(payload),
+                FutureRecord::to(OPTION_CHAIN)
+                    .key(&key)
+                    .payload(payload)
+                    .headers(headers),
                 Duration::from_secs(10),
             )
             .await
@@ -105,6 +122,8 @@ async fn undecodable_and_invalid_chains_are_dead_lettered_with_the_reason() {
 
     let (bytes, headers) = &found[&garbage_key];
     assert_eq!(bytes, &garbage, "the original bytes are kept");
+    assert_eq!(headers["traceparent"], traceparent, "the original headers are kept");
+    assert_eq!(headers["chainflow.error.stage"], "enrich");
     assert_eq!(headers["chainflow.error.kind"], "undecodable");
     assert!(headers["chainflow.error.message"].contains("magic byte"), "{headers:?}");
     assert_eq!(headers["chainflow.source.topic"], OPTION_CHAIN);
@@ -117,4 +136,44 @@ async fn undecodable_and_invalid_chains_are_dead_lettered_with_the_reason() {
         headers["chainflow.error.message"].contains(&chain.product),
         "{headers:?}"
     );
+
+    // both stored in dead_letters, with their reason, source, original bytes and headers
+    let keys = format!("key IN ('{garbage_key}', '{}')", chain.key());
+    db.wait_count("dead_letters", &keys, 2, 60).await;
+    let rows: Vec<DeadRow> = db
+        .client
+        .query(&format!(
+            "SELECT assumeNotNull(key) AS key, error_kind, stage, source_topic, hex(assumeNotNull(value)) AS value_hex, \
+             traceparent FROM dead_letters FINAL WHERE {keys} ORDER BY key"
+        ))
+        .fetch_all()
+        .await
+        .unwrap();
+    let ended = sink.terminate(Duration::from_secs(35));
+    assert!(ended.status.success(), "{}", ended.stderr);
+    let by_key: BTreeMap<&str, &DeadRow> = rows.iter().map(|r| (r.key.as_str(), r)).collect();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02X}")).collect::<Vec<_>>().concat();
+    for (key, kind, bytes) in [
+        (garbage_key.as_str(), "undecodable", &garbage),
+        (chain.key().as_str(), "unknown_product", &chain_bytes),
+    ] {
+        let row = by_key[key];
+        assert_eq!(
+            (row.error_kind.as_str(), row.stage.as_str(), row.source_topic.as_str()),
+            (kind, "enrich", OPTION_CHAIN)
+        );
+        assert_eq!(row.value_hex, hex(bytes), "{key}: the original bytes");
+        assert_eq!(row.traceparent, traceparent, "{key}: the original headers");
+    }
+}
+
+/// A row of `dead_letters`, as this test reads it.
+#[derive(Debug, serde::Deserialize, clickhouse::Row)]
+struct DeadRow {
+    key: String,
+    error_kind: String,
+    stage: String,
+    source_topic: String,
+    value_hex: String,
+    traceparent: String,
 }

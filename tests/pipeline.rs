@@ -1,7 +1,7 @@
 //! End to end on the real stack: `chainflow run --chains N` for a product of its own, into a
 //! database of its own, then ClickHouse must hold exactly those chains and options, with
-//! metrics equal to values recomputed here from the raw chains. Needs the local stack
-//! (ops/stack.sh up).
+//! metrics equal to values recomputed here from the raw chains, and exactly the ticks and
+//! quotes the simulator produced. Needs the local stack (ops/stack.sh up).
 
 mod common;
 
@@ -132,14 +132,24 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
         scenario: Scenario::Normal,
         pricing: Pricing::Ticks,
     };
-    let raw: Vec<OptionChain> = Simulator::new([spec.clone()], options)
+    let mut chains = 0;
+    let events: Vec<MarketEvent> = Simulator::new([spec.clone()], options)
+        .take_while(|e| {
+            let more = chains < CHAINS;
+            chains += usize::from(matches!(e, MarketEvent::Chain(_)));
+            more
+        })
+        .collect();
+    let raw: Vec<OptionChain> = events
+        .iter()
         .filter_map(|e| match e {
-            MarketEvent::Chain(c) => Some(c),
+            MarketEvent::Chain(c) => Some(c.clone()),
             _ => None,
         })
-        .take(CHAINS)
         .collect();
     let options: usize = raw.iter().map(OptionChain::option_count).sum();
+    let ticks = events.iter().filter(|e| matches!(e, MarketEvent::Tick(_))).count();
+    let quotes = events.iter().filter(|e| matches!(e, MarketEvent::Quote(_))).count();
 
     let db = chainflow_sink::client(&cfg.clickhouse).with_database(&database);
     let count = |table: &'static str| {
@@ -149,6 +159,9 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
     };
     assert_eq!(count("chain_snapshots").await.unwrap(), CHAINS as u64);
     assert_eq!(count("chain_options").await.unwrap(), options as u64);
+    // the raw streams too: every tick and quote the feed sent before the last chain
+    assert_eq!(count("underlying_ticks").await.unwrap(), ticks as u64);
+    assert_eq!(count("option_quotes").await.unwrap(), quotes as u64);
 
     let rows: Vec<Stored> = db
         .query(

@@ -69,6 +69,8 @@ async fn a_second_signal_exits_130_at_once() {
             "sink.batch_rows=100000000",
             "--set",
             "sink.batch_bytes=1000000000",
+            "--set",
+            "sink.stall_after_ms=1200000",
         ])
         .env("CHAINFLOW_CLICKHOUSE__DATABASE", names.database())
         .env("CHAINFLOW_ENRICH__GROUP_ID", names.group("enrich"))

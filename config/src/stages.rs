@@ -240,6 +240,12 @@ impl SinkConfig {
         if self.retry_max_ms < self.retry_initial_ms {
             return Err("sink.retry_max_ms: must not be below sink.retry_initial_ms".into());
         }
+        if self.stall_after_ms <= self.batch_ms {
+            return Err(format!(
+                "sink.stall_after_ms: must exceed sink.batch_ms ({}): a batch waiting for its age is not a stall",
+                self.batch_ms
+            ));
+        }
         if self.retry_budget_ms < self.retry_max_ms {
             return Err("sink.retry_budget_ms: must not be below sink.retry_max_ms".into());
         }

@@ -6,6 +6,7 @@
 //! - [`ledger`]: the bookkeeping that re-forms uncommitted batches after a crash;
 //! - [`retry`]: which failures are transient, by ClickHouse's error code, and backoff;
 //! - [`rebalance`]: the consumer context that commits before partitions are revoked;
+//! - [`stall`]: lag, measured off the loop, and stalls;
 //! - [`worker`]: the loop; [`sink`]: the stages;
 //! - [`server`], [`migrate`], [`prune`]: the client, server versions, tables and retention.
 
@@ -18,6 +19,7 @@ pub mod retry;
 pub mod rows;
 pub mod server;
 pub mod sink;
+pub mod stall;
 pub mod stream;
 pub mod worker;
 

@@ -8,6 +8,7 @@ use crate::batch::{Batch, Entry, Limits};
 use crate::ledger::{Ledger, LedgerRow, Recorded};
 use crate::rebalance::{commit_list, Change, SinkContext, Tp};
 use crate::retry::{Backoff, Class, Failure};
+use crate::stall::{measure, Measurement, StallTracker};
 use crate::stream::{Reject, Stream};
 use anyhow::{anyhow, Context, Result};
 use chainflow_kafka::{blocking, DeadLetter};
@@ -23,7 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How often lag is measured and stalls are looked for.
+/// How often lag is measured and stalls are looked for, at most (more often when
+/// `sink.stall_after_ms` is short).
 const LAG_CHECK: Duration = Duration::from_secs(5);
 /// How long a question to the broker about offsets may take.
 const OFFSETS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,8 +81,8 @@ pub struct Worker<S: Stream> {
     recorded: HashMap<Tp, VecDeque<Recorded>>,
     /// Per partition, the offset after the last record read.
     next: HashMap<Tp, i64>,
-    /// Per partition, the position last seen and since when.
-    progress: HashMap<Tp, (i64, Instant)>,
+    /// Progress per partition, for stalls.
+    stalls: StallTracker,
     /// The assignment is paused while a transient failure is retried.
     paused: bool,
     /// A stall was detected and the group re-joined; ready again on progress.
@@ -133,7 +135,7 @@ impl<S: Stream> Worker<S> {
             batches: BTreeMap::new(),
             recorded: HashMap::new(),
             next: HashMap::new(),
-            progress: HashMap::new(),
+            stalls: StallTracker::default(),
             paused: false,
             stalled: false,
             commits_failing: None,
@@ -143,7 +145,9 @@ impl<S: Stream> Worker<S> {
 
     /// Runs until `ctx` says stop, then writes and commits what it holds.
     pub async fn run(mut self, ctx: &StageContext) -> Result<()> {
-        let mut lag_check = tokio::time::interval(LAG_CHECK);
+        // often enough that a stall is seen within the threshold and a half
+        let every = LAG_CHECK.min(self.stall_after / 2).max(Duration::from_millis(100));
+        let mut measurements = measure(self.consumer.clone(), every);
         let mut read_failing: Option<Instant> = None;
         loop {
             self.apply_changes();
@@ -152,7 +156,7 @@ impl<S: Stream> Worker<S> {
                 biased;
                 () = ctx.stopped() => break,
                 () = sleep_until(due) => self.flush(true, ctx).await?,
-                _ = lag_check.tick() => self.check_lag(ctx).await?,
+                Some(m) = measurements.recv() => self.check_lag(&m, ctx).await?,
                 m = self.consumer.recv() => match m {
                     Ok(m) => {
                         read_failing = None;
@@ -197,7 +201,6 @@ impl<S: Stream> Worker<S> {
                         }
                         self.recorded.remove(tp);
                         self.next.remove(tp);
-                        self.progress.remove(tp);
                         metrics::gauge!("chainflow_sink_consumer_lag", "stream" => S::NAME, "topic" => tp.0.clone(), "partition" => tp.1.to_string()).set(0.0);
                     }
                 }
@@ -222,6 +225,9 @@ impl<S: Stream> Worker<S> {
 
     /// Adds one record to its partition's batch (decoding it, or dead-lettering it).
     async fn take(&mut self, msg: OwnedMessage, ctx: &StageContext) -> Result<()> {
+        // the poll that returned `msg` may have run rebalance callbacks: what they changed
+        // applies before it (a re-assigned partition starts again from its committed offset)
+        self.apply_changes();
         let tp: Tp = (msg.topic().to_string(), msg.partition());
         let offset = msg.offset();
         if self.next.get(&tp).is_some_and(|&n| offset < n) {
@@ -641,45 +647,15 @@ impl<S: Stream> Worker<S> {
         }
     }
 
-    /// Measures each assigned partition's lag; a partition with lag and no progress for
-    /// `sink.stall_after_ms` (not paused by the sink itself) is a stall: the stream turns
-    /// unready, counts and logs it, writes what it holds and re-joins its group.
-    async fn check_lag(&mut self, ctx: &StageContext) -> Result<()> {
-        let assigned: Vec<Tp> = match self.consumer.assignment() {
-            Ok(a) => a
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition()))
-                .collect(),
-            Err(_) => return Ok(()),
-        };
-        if assigned.is_empty() {
-            return Ok(());
-        }
-        let committed = blocking::committed(&self.consumer, OFFSETS_TIMEOUT).await.ok();
-        let now = Instant::now();
-        let mut stalled = Vec::new();
-        for tp in assigned {
-            let Ok((_, high)) = blocking::fetch_watermarks(&self.consumer, &tp.0, tp.1, OFFSETS_TIMEOUT).await else {
-                continue;
-            };
-            let position = self.next.get(&tp).copied().or_else(|| {
-                committed
-                    .as_ref()
-                    .and_then(|c| c.find_partition(&tp.0, tp.1))
-                    .and_then(|c| c.offset().to_raw())
-                    .filter(|o| *o >= 0)
-            });
-            let Some(position) = position else { continue };
-            let lag = (high - position).max(0);
-            metrics::gauge!("chainflow_sink_consumer_lag", "stream" => S::NAME, "topic" => tp.0.clone(), "partition" => tp.1.to_string())
+    /// Takes a measurement in: each partition's lag as a metric; a partition with lag and no
+    /// progress for `sink.stall_after_ms` (not paused by the sink itself) is a stall: the
+    /// stream turns unready, counts and logs it, writes what it holds and re-joins its group.
+    async fn check_lag(&mut self, m: &Measurement, ctx: &StageContext) -> Result<()> {
+        let (lags, stalled) = self.stalls.observe(m, self.paused, self.stall_after);
+        tracing::debug!(stream = S::NAME, ?lags, "lag measured");
+        for ((topic, partition), lag) in lags {
+            metrics::gauge!("chainflow_sink_consumer_lag", "stream" => S::NAME, "topic" => topic, "partition" => partition.to_string())
                 .set(lag as f64);
-            let entry = self.progress.entry(tp.clone()).or_insert((position, now));
-            if entry.0 != position || lag == 0 || self.paused {
-                *entry = (position, now);
-            } else if now.duration_since(entry.1) >= self.stall_after {
-                stalled.push((tp, lag));
-            }
         }
         if self.stalled && stalled.is_empty() && !self.paused {
             self.stalled = false;
@@ -700,7 +676,7 @@ impl<S: Stream> Worker<S> {
         self.consumer
             .subscribe(&topics)
             .with_context(|| format!("re-subscribing to {}", topics.join(", ")))?;
-        self.progress.clear();
+        self.stalls.reset();
         Ok(())
     }
 }

@@ -7,7 +7,9 @@ use chainflow_contract::clickhouse::MIGRATIONS;
 use chainflow_contract::topics::provisioned;
 use chainflow_kafka::{ensure_topics, TopicOutcome};
 use chainflow_sink::migrate::{migrate as apply, plan, MigrationOutcome};
-use chainflow_sink::prune::{apply_retention, drop_partitions, partitions_before, Retention, TTL_SINCE};
+use chainflow_sink::prune::{
+    apply_retention, drop_partitions, partitions_before, ttl_statements, Retention, TTL_SINCE,
+};
 use chainflow_sink::ServerVersion;
 
 /// Applies migrations, or prints them for a given server version.
@@ -21,6 +23,13 @@ pub async fn migrate(config: &Config, print_for: Option<&str>) -> Result<()> {
             match plan(m, db, server) {
                 Ok(statements) => statements.iter().for_each(|s| println!("{s};")),
                 Err(why) => println!("-- {}: skipped ({why})", m.name),
+            }
+        }
+        let days = config.clickhouse.retention_days;
+        if days > 0 && server >= TTL_SINCE {
+            println!("-- retention: clickhouse.retention_days = {days}");
+            for s in ttl_statements(db, days) {
+                println!("{s};");
             }
         }
         return Ok(());

@@ -118,6 +118,21 @@ pub struct Ended {
 }
 
 impl Proc {
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its peak resident memory so far (VmHWM), bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
     /// Sends `signal` (`TERM`, `INT`, `KILL`) to the process.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
@@ -245,12 +260,12 @@ pub async fn ends(consumer: &Arc<rdkafka::consumer::BaseConsumer>, topic: &str, 
 /// much older data the shared stack holds.
 pub async fn group_at_end(cfg: &Config, group: &str, topic: &str) {
     let consumer = consumer(cfg, group);
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for (p, high) in ends(&consumer, topic, cfg.kafka.partitions)
+    let metadata = chainflow_kafka::blocking::fetch_metadata(&consumer, Some(topic), Duration::from_secs(10))
         .await
-        .into_iter()
-        .enumerate()
-    {
+        .expect("topic metadata");
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for (p, high) in ends(&consumer, topic, partitions).await.into_iter().enumerate() {
         tpl.add_partition_offset(topic, p as i32, rdkafka::Offset::Offset(high))
             .expect("a partition");
     }
@@ -281,4 +296,171 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("its address")
         .port()
+}
+
+/// Produces records of the contract to their topics, encoded through the stack's registry.
+pub struct Producer {
+    producer: rdkafka::producer::FutureProducer,
+    codec: chainflow_codec::Codec,
+}
+
+impl Producer {
+    /// A producer for the stack of `cfg`.
+    pub fn new(cfg: &Config) -> Self {
+        Self {
+            producer: chainflow_kafka::producer_config(&cfg.kafka)
+                .create()
+                .expect("a producer"),
+            codec: chainflow_codec::Codec::new(
+                chainflow_codec::registry_settings(&cfg.registry.url, "", "").expect("registry settings"),
+            ),
+        }
+    }
+
+    /// Sends `record` under its key; returns its encoded bytes.
+    pub async fn send<R: chainflow_contract::Record>(&self, record: &R) -> Vec<u8> {
+        let bytes = self.codec.encode(record).await.expect("encoding through the registry");
+        self.send_raw(R::TOPIC, &record.key(), &bytes).await;
+        bytes
+    }
+
+    /// Sends `payload` under `key` to `topic` as it is.
+    pub async fn send_raw(&self, topic: &str, key: &str, payload: &[u8]) {
+        self.producer
+            .send(
+                rdkafka::producer::FutureRecord::to(topic).key(key).payload(payload),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("the broker takes the record");
+    }
+}
+
+/// A tick of `product` with sequence number `seq` at `price`.
+pub fn tick(product: &str, seq: i64, price: f64) -> chainflow_contract::UnderlyingTick {
+    chainflow_contract::UnderlyingTick {
+        product: product.to_string(),
+        price,
+        volume: seq * 100,
+        event_time: 1_738_228_500_000_000 + seq * 1_000_000,
+        seq,
+    }
+}
+
+/// A ClickHouse database of a test's own, with chainflow's tables, dropped when dropped.
+pub struct Database {
+    /// Its name.
+    pub name: String,
+    /// A client in it.
+    pub client: clickhouse::Client,
+}
+
+impl Database {
+    /// Creates `names`' database with `chainflow migrate`.
+    pub fn create(names: &Names) -> Self {
+        let name = names.database();
+        let out = chainflow(&["migrate"])
+            .env("CHAINFLOW_CLICKHOUSE__DATABASE", &name)
+            .output();
+        assert!(
+            out.status.success(),
+            "migrate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let client = chainflow_sink::client(&stack().clickhouse).with_database(&name);
+        Self { name, client }
+    }
+
+    /// `SELECT count() FROM table [FINAL] WHERE condition`.
+    pub async fn count(&self, table: &str, final_: bool, condition: &str) -> u64 {
+        let f = if final_ { "FINAL" } else { "" };
+        self.client
+            .query(&format!("SELECT count() FROM {table} {f} WHERE {condition}"))
+            .fetch_one()
+            .await
+            .unwrap_or_else(|e| panic!("counting {table}: {e}"))
+    }
+
+    /// Waits until `count(table, FINAL, condition)` reaches `n`, for at most `secs`.
+    pub async fn wait_count(&self, table: &str, condition: &str, n: u64, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = self.count(table, true, condition).await;
+            if got >= n {
+                assert_eq!(got, n, "{table} where {condition}: more rows than expected");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{table} where {condition}: {got} of {n} rows after {secs} s"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let url = stack().clickhouse.url;
+        let _ = Command::new("curl")
+            .args([
+                "-s",
+                &url,
+                "--data-binary",
+                &format!("DROP DATABASE IF EXISTS {}", self.name),
+            ])
+            .status();
+    }
+}
+
+/// The value of the Prometheus series `series` (name and labels, as printed) at
+/// `127.0.0.1:port/metrics`, 0 when absent.
+pub async fn metric(port: u16, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("a body");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// The HTTP status of `url`.
+pub async fn status(url: &str) -> u16 {
+    reqwest::get(url).await.map_or(0, |r| r.status().as_u16())
+}
+
+/// The pid of the stack's component `name` (`clickhouse`, `broker`, `registry`).
+pub fn stack_pid(name: &str) -> u32 {
+    let dir = std::env::var("CHAINFLOW_STACK_DIR").unwrap_or_else(|_| format!("{}/.stack", env!("CARGO_MANIFEST_DIR")));
+    std::fs::read_to_string(format!("{dir}/pids/{name}.pid"))
+        .expect("the stack's pid file")
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+/// Starts what of the stack is not running (`ops/stack.sh up`).
+pub fn stack_up() {
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/stack.sh"))
+        .arg("up")
+        .output()
+        .expect("ops/stack.sh runs");
+    assert!(
+        out.status.success(),
+        "ops/stack.sh up: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Sends `signal` to process `pid`.
+pub fn kill(signal: &str, pid: u32) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal} {pid}");
 }

@@ -1,0 +1,341 @@
+//! The sink's contract under faults, on the real stack, each test in a database and consumer
+//! groups of its own: a batch interrupted by a crash is re-formed with the same token; a
+//! detached table is retried, never dead-lettered; a refused row is dead-lettered while its
+//! batch-mates are stored; ClickHouse away for 30 s loses nothing and pauses the partitions;
+//! SIGTERM flushes within the bound; a stalled stream is detected and heals. The ticks
+//! stream (market.underlying → underlying_ticks) carries the records: one product, one
+//! partition. Needs the local stack (ops/stack.sh up).
+
+mod common;
+
+use chainflow_contract::topics::{dlq, UNDERLYING};
+use common::{
+    chainflow, consumer, ends, free_port, group_at_end, kill, stack, stack_pid, stack_up, status, tick, wait_http,
+    Database, Names, Proc, Producer,
+};
+use serde::Deserialize;
+use std::time::{Duration, Instant};
+
+/// Positions the test's ticks group (and, with `dead_letters`, its dead-letters group) at
+/// the end of their topics, so that the test's sinks read only what it sends.
+async fn groups_at_end(names: &Names, dead_letters: bool) {
+    let cfg = stack();
+    group_at_end(&cfg, &format!("{}-ticks", names.group("sink")), UNDERLYING).await;
+    if dead_letters {
+        group_at_end(&cfg, &format!("{}-dead_letters", names.group("sink")), &dlq(UNDERLYING)).await;
+    }
+}
+
+/// A sink of the ticks stream (and, with `dead_letters`, of the dead letters) in the test's
+/// own groups and database, with `settings`, once it is ready.
+async fn sink(names: &Names, db: &Database, port: u16, dead_letters: bool, settings: &[&str]) -> Proc {
+    let mut args = vec!["sink", "--stream", "ticks"];
+    if dead_letters {
+        args.extend(["--stream", "dead_letters"]);
+    }
+    for s in settings {
+        args.extend(["--set", s]);
+    }
+    let p = chainflow(&args)
+        .env("CHAINFLOW_SINK__GROUP_ID", names.group("sink"))
+        .env("CHAINFLOW_CLICKHOUSE__DATABASE", &db.name)
+        .env("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", format!("127.0.0.1:{port}"))
+        .spawn();
+    wait_http(&format!("http://127.0.0.1:{port}/readyz"), 60).await;
+    p
+}
+
+/// Sends ticks `seqs` of `product`.
+async fn send_ticks(producer: &Producer, product: &str, seqs: std::ops::RangeInclusive<i64>) {
+    for seq in seqs {
+        producer.send(&tick(product, seq, 21_500.0 + seq as f64)).await;
+    }
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct LedgerEntry {
+    first_offset: i64,
+    last_offset: i64,
+    token: String,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_interrupted_by_a_crash_is_re_formed_with_the_same_token_and_a_detached_table_is_retried() {
+    let names = Names::new("reform");
+    let db = Database::create(&names);
+    let product = names.product("TICK");
+    let port = free_port();
+    let producer = Producer::new(&stack());
+    let dlq_reader = consumer(&stack(), &names.group("reader"));
+    let dead_before = ends(&dlq_reader, &dlq(UNDERLYING), 1).await;
+    let where_ = format!("product = '{product}'");
+    groups_at_end(&names, false).await;
+    let first = sink(&names, &db, port, false, &[]).await;
+    send_ticks(&producer, &product, 1..=10).await;
+    db.wait_count("underlying_ticks", &where_, 10, 60).await;
+    let ledger = |from: i64| {
+        db.client
+            .query("SELECT first_offset, last_offset, token FROM sink_batches FINAL WHERE topic = ? AND first_offset > ? ORDER BY first_offset")
+            .bind(UNDERLYING)
+            .bind(from)
+            .fetch_all::<LedgerEntry>()
+    };
+    let before = ledger(-1).await.unwrap().iter().map(|r| r.last_offset).max().unwrap();
+
+    // the table goes away: the next batches are recorded in the ledger, their inserts fail,
+    // and they are retried (code 60 is transient), never dead-lettered
+    db.client
+        .query("DETACH TABLE underlying_ticks")
+        .execute()
+        .await
+        .unwrap();
+    send_ticks(&producer, &product, 11..=40).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pending = loop {
+        let rows = ledger(before).await.unwrap();
+        if rows.last().is_some_and(|r| r.last_offset == before + 30) {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the batches after the detach were not recorded: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await; // a few retries
+    assert_eq!(
+        common::status(&format!("http://127.0.0.1:{port}/readyz")).await,
+        503,
+        "unready while retrying"
+    );
+    first.signal("KILL");
+    let _ = first.wait(Duration::from_secs(10));
+    assert_eq!(
+        ends(&dlq_reader, &dlq(UNDERLYING), 1).await,
+        dead_before,
+        "nothing was dead-lettered"
+    );
+
+    // the table is back; a new sink re-forms exactly that batch, under the same token
+    db.client
+        .query("ATTACH TABLE underlying_ticks")
+        .execute()
+        .await
+        .unwrap();
+    let second = sink(&names, &db, port, false, &[]).await;
+    db.wait_count("underlying_ticks", &where_, 40, 60).await;
+    let ended = second.terminate(Duration::from_secs(35));
+    assert!(ended.status.success(), "{}", ended.stderr);
+    for recorded in &pending {
+        assert!(
+            ended
+                .stderr
+                .lines()
+                .any(|l| l.contains("re-formed batch written again") && l.contains(&recorded.token)),
+            "batch {recorded:?} was not re-formed under its token:\n{}",
+            ended.stderr
+        );
+    }
+    let after: Vec<(i64, i64, String)> = ledger(before)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.first_offset, r.last_offset, r.token))
+        .collect();
+    let recorded: Vec<(i64, i64, String)> = pending
+        .into_iter()
+        .map(|r| (r.first_offset, r.last_offset, r.token))
+        .collect();
+    assert_eq!(after, recorded, "the same batches, not others over the same records");
+    assert_eq!(
+        db.count("underlying_ticks", false, &where_).await,
+        40,
+        "each tick stored once"
+    );
+}
+
+/// A row of `dead_letters`, as the refused-row test reads it.
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct Dead {
+    error_kind: String,
+    stage: String,
+    error_message: String,
+    value_hex: String,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_row_is_dead_lettered_while_its_batch_mates_are_stored() {
+    let names = Names::new("refused");
+    let db = Database::create(&names);
+    let product = names.product("TICK");
+    // ClickHouse refuses any tick priced 666 (Code 395, a permanent error)
+    db.client
+        .query("ALTER TABLE underlying_ticks ADD COLUMN guard UInt8 MATERIALIZED throwIf(price = 666.0)")
+        .execute()
+        .await
+        .unwrap();
+    let cfg = stack();
+    groups_at_end(&names, true).await;
+    let port = free_port();
+    let sink = sink(&names, &db, port, true, &["sink.batch_ms=2000"]).await;
+    let producer = Producer::new(&cfg);
+    let mut refused = Vec::new();
+    for seq in 1..=20 {
+        let price = if seq == 7 { 666.0 } else { 21_500.0 };
+        let bytes = producer.send(&tick(&product, seq, price)).await;
+        if seq == 7 {
+            refused = bytes;
+        }
+    }
+    let where_ = format!("product = '{product}'");
+    db.wait_count("underlying_ticks", &where_, 19, 60).await;
+    let dead = format!("source_topic = '{UNDERLYING}' AND key = '{product}'");
+    db.wait_count("dead_letters", &dead, 1, 60).await;
+    let row: Dead = db
+        .client
+        .query(&format!(
+            "SELECT error_kind, stage, error_message, hex(assumeNotNull(value)) AS value_hex FROM dead_letters FINAL \
+             WHERE {dead}"
+        ))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.error_kind.as_str(), row.stage.as_str()),
+        ("clickhouse_refused", "sink")
+    );
+    assert!(row.error_message.contains("Code: 395"), "{}", row.error_message);
+    let hex = refused.iter().fold(String::new(), |mut h, b| {
+        use std::fmt::Write;
+        write!(h, "{b:02X}").expect("writing to a String");
+        h
+    });
+    assert_eq!(row.value_hex, hex, "the original bytes");
+    assert_eq!(
+        db.count("underlying_ticks", true, &format!("{where_} AND seq = 7"))
+            .await,
+        0
+    );
+    let ended = sink.terminate(Duration::from_secs(35));
+    assert!(ended.status.success(), "{}", ended.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_away_for_30_s_loses_nothing_and_pauses_the_partitions() {
+    let names = Names::new("outage");
+    let db = Database::create(&names);
+    let product = names.product("TICK");
+    let port = free_port();
+    groups_at_end(&names, false).await;
+    let sink = sink(&names, &db, port, false, &["sink.insert_timeout_ms=5000"]).await;
+    let producer = Producer::new(&stack());
+    let where_ = format!("product = '{product}'");
+    send_ticks(&producer, &product, 1..=50).await;
+    db.wait_count("underlying_ticks", &where_, 50, 60).await;
+
+    let clickhouse = stack_pid("clickhouse");
+    kill("TERM", clickhouse);
+    let stopped = Instant::now();
+    while std::path::Path::new(&format!("/proc/{clickhouse}")).exists() {
+        assert!(stopped.elapsed() < Duration::from_secs(60), "ClickHouse did not stop");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let down = Instant::now();
+    for chunk in 0..10 {
+        send_ticks(&producer, &product, 51 + chunk * 100..=150 + chunk * 100).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let paused = common::metric(port, "chainflow_sink_paused_partitions{stream=\"ticks\"}").await;
+    assert!(paused >= 1.0, "partitions paused during the outage: {paused}");
+    assert_eq!(
+        status(&format!("http://127.0.0.1:{port}/readyz")).await,
+        503,
+        "unready during the outage"
+    );
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(down.elapsed())).await;
+    stack_up();
+    db.wait_count("underlying_ticks", &where_, 1050, 120).await;
+    assert_eq!(
+        db.count("underlying_ticks", false, &where_).await,
+        1050,
+        "no tick stored twice"
+    );
+    let peak = sink.peak_rss();
+    assert!(peak < 300 << 20, "peak RSS {peak} bytes");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&format!("http://127.0.0.1:{port}/readyz")).await != 200 {
+        assert!(Instant::now() < deadline, "not ready again after the outage");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        common::metric(port, "chainflow_sink_paused_partitions{stream=\"ticks\"}").await,
+        0.0
+    );
+    let ended = sink.terminate(Duration::from_secs(35));
+    assert!(ended.status.success(), "{}", ended.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_writes_what_the_sink_holds_and_exits_within_the_bound() {
+    let names = Names::new("sigterm_sink");
+    let db = Database::create(&names);
+    let product = names.product("TICK");
+    let port = free_port();
+    // batches that would wait ten minutes: only the stop writes them
+    groups_at_end(&names, false).await;
+    let sink = sink(
+        &names,
+        &db,
+        port,
+        false,
+        &["sink.batch_ms=600000", "sink.stall_after_ms=1200000"],
+    )
+    .await;
+    let producer = Producer::new(&stack());
+    send_ticks(&producer, &product, 1..=30).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let where_ = format!("product = '{product}'");
+    assert_eq!(
+        db.count("underlying_ticks", true, &where_).await,
+        0,
+        "held in the batch"
+    );
+    let ended = sink.terminate(Duration::from_secs(35));
+    assert!(ended.status.success(), "{}", ended.stderr);
+    assert!(ended.took < Duration::from_secs(10), "took {:?}", ended.took);
+    assert_eq!(db.count("underlying_ticks", true, &where_).await, 30);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_stream_is_detected_and_heals() {
+    let names = Names::new("stall");
+    let db = Database::create(&names);
+    let product = names.product("TICK");
+    let port = free_port();
+    groups_at_end(&names, false).await;
+    let sink = sink(&names, &db, port, false, &["sink.stall_after_ms=2000"]).await;
+    let producer = Producer::new(&stack());
+    let where_ = format!("product = '{product}'");
+    // consuming (partitions assigned) before the freeze
+    send_ticks(&producer, &product, 1..=1).await;
+    db.wait_count("underlying_ticks", &where_, 1, 60).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // measured caught up (lag 0)
+                                                      // frozen (SIGSTOP) while records arrive: lag and no progress for longer than the stall
+                                                      // threshold, shorter than the group's session timeout (6 s)
+    sink.signal("STOP");
+    send_ticks(&producer, &product, 2..=20).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    sink.signal("CONT");
+    db.wait_count("underlying_ticks", &where_, 20, 60).await;
+    let stalls = common::metric(port, "chainflow_sink_stalls_total{stream=\"ticks\"}").await;
+    let ended = sink.terminate(Duration::from_secs(35));
+    assert!(ended.status.success(), "{}", ended.stderr);
+    assert!(stalls >= 1.0, "no stall counted:\n{}", ended.stderr);
+    assert!(
+        ended
+            .stderr
+            .contains("stall: assigned partitions with lag and no progress"),
+        "{}",
+        ended.stderr
+    );
+}
