@@ -80,7 +80,7 @@ for broker in tansu nisshi; do
   eval "$(ops/stack.sh env)"
   log "$broker: integration tests"
   start=$SECONDS
-  if cargo test --quiet --workspace --features stack --test dead_letters --test feed --test pipeline \
+  if cargo test --quiet --workspace --features stack --test dead_letters --test feed --test pipeline --test sink \
     --test registry --test supervision -- --test-threads=1 >"$dir/tests.log" 2>&1; then
     log "$broker: integration tests passed in $((SECONDS - start)) s"
   else

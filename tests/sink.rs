@@ -40,6 +40,7 @@ async fn sink(names: &Names, db: &Database, port: u16, dead_letters: bool, setti
         .env("CHAINFLOW_SINK__GROUP_ID", names.group("sink"))
         .env("CHAINFLOW_CLICKHOUSE__DATABASE", &db.name)
         .env("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info") // the tests read what the sink reports
         .spawn();
     wait_http(&format!("http://127.0.0.1:{port}/readyz"), 60).await;
     p
