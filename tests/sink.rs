@@ -340,3 +340,56 @@ async fn a_stalled_stream_is_detected_and_heals() {
         ended.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_drops_the_whole_months_before_the_date() {
+    let names = Names::new("prune");
+    let db = Database::create(&names);
+    // a tick of January 2020 and one of January 2025
+    for (seq, event_time_us) in [(1, 1_579_046_400_000_000_i64), (2, 1_736_899_200_000_000)] {
+        db.client
+            .query(
+                "INSERT INTO underlying_ticks (product, event_time_us, seq, price, volume, source_partition, \
+                 source_offset, version) VALUES ('OLD', ?, ?, 1.0, 1, 0, 0, 1)",
+            )
+            .bind(event_time_us)
+            .bind(seq)
+            .execute()
+            .await
+            .unwrap();
+    }
+    let prune = |dry: bool| {
+        let mut args = vec!["prune", "--before", "2024-06-01"];
+        if dry {
+            args.push("--dry-run");
+        }
+        chainflow(&args)
+            .env("CHAINFLOW_CLICKHOUSE__DATABASE", &db.name)
+            .output()
+    };
+    let out = prune(true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("would drop 1 partition(s)"), "{stdout}");
+    assert!(
+        stdout.contains("underlying_ticks") && stdout.contains("202001"),
+        "{stdout}"
+    );
+    assert_eq!(
+        db.count("underlying_ticks", false, "1").await,
+        2,
+        "a dry run drops nothing"
+    );
+    let out = prune(false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        db.count("underlying_ticks", false, "seq = 1").await,
+        0,
+        "January 2020 dropped"
+    );
+    assert_eq!(
+        db.count("underlying_ticks", false, "seq = 2").await,
+        1,
+        "January 2025 kept"
+    );
+}
