@@ -7,10 +7,10 @@ mod common;
 
 use chainflow_analytics::{analyze, ChainParams};
 use chainflow_config::{Product, ProductSpec};
-use chainflow_contract::topics::{ENRICHED_CHAIN, OPTION_CHAIN};
+use chainflow_contract::topics::OPTION_CHAIN;
 use chainflow_contract::OptionChain;
 use chainflow_feed::sim::{MarketEvent, Pricing, Scenario, SimOptions, Simulator};
-use common::{chainflow, group_at_end, product_config, stack, Names};
+use common::{chainflow, group_at_end, product_config, sink_groups_at_end, stack, Names};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -100,7 +100,7 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
     // enrich and sink groups of this run's own, starting after whatever the topics hold
     let (enrich_group, sink_group) = (names.group("enrich"), names.group("sink"));
     group_at_end(&cfg, &enrich_group, OPTION_CHAIN).await;
-    group_at_end(&cfg, &sink_group, ENRICHED_CHAIN).await;
+    sink_groups_at_end(&cfg, &sink_group).await;
     let out = chainflow(&[
         "run",
         "--chains",

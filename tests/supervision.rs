@@ -58,6 +58,9 @@ async fn sigterm_drains_a_ready_stage_and_exits_0() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_signal_exits_130_at_once() {
     let names = Names::new("second_signal");
+    let cfg = stack();
+    group_at_end(&cfg, &names.group("enrich"), OPTION_CHAIN).await;
+    common::sink_groups_at_end(&cfg, &names.group("sink")).await;
     let port = free_port();
     // unbounded, with a sink that holds what it reads until it is stopped: after the first
     // Ctrl-C the run waits for chains that cannot become queryable

@@ -19,8 +19,8 @@ pub use product::{check_rate, default_products, parse_close, parse_time_zone, Pr
 pub use secret::{is_secret_property, Properties, Secret};
 pub use sources::ConfigError;
 pub use stages::{
-    default_metrics_port, EnrichConfig, FeedConfig, LogFormat, ObservabilityConfig, PipelineConfig, SinkConfig,
-    SINK_STREAMS,
+    default_metrics_port, EnrichConfig, FeedConfig, LogFormat, ObservabilityConfig, PipelineConfig, RetryConfig,
+    SinkConfig, SINK_STREAMS,
 };
 
 use chainflow_analytics::ProductTerms;
@@ -284,6 +284,8 @@ mod tests {
         for (set, field) in [
             ("pipeline.shutdown_timeout_ms=0", "pipeline.shutdown_timeout_ms"),
             ("enrich.group_id=", "enrich.group_id"),
+            ("sink.retry.budget_ms=1", "sink.retry.budget_ms"),
+            ("enrich.max_strikes=0", "enrich.max_strikes"),
             ("registry.topic= ", "registry.topic"),
             ("kafka.replication_factor=0", "kafka.replication_factor"),
         ] {

@@ -13,21 +13,40 @@ pub struct FeedConfig {
     pub seed: u64,
 }
 
+/// How a stage retries transient failures (`[enrich.retry]`, `[sink.retry]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// First delay after a transient failure; doubles up to `max_ms`, with jitter.
+    pub initial_ms: u64,
+    /// Longest delay.
+    pub max_ms: u64,
+    /// How long a transient failure is retried (the partitions paused) before the stage
+    /// fails.
+    pub budget_ms: u64,
+}
+
 /// `chainflow enrich` (`[enrich]`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnrichConfig {
     /// Consumer group.
     pub group_id: String,
-    /// Kafka transactions (exactly-once). Off: enriched records are produced idempotently
-    /// and offsets committed after the broker acknowledged them (at-least-once; the
-    /// `chainflow.id` header and ClickHouse's natural keys absorb repeats). The local
-    /// Tansu broker has no transaction commit, so the stack turns this off.
+    /// Kafka transactions (exactly-once for read_committed consumers), for brokers that
+    /// support them (Apache Kafka); the enricher checks at start and exits naming this
+    /// setting if the broker refuses. Off (the default, for any Kafka-compatible broker):
+    /// enriched records are produced idempotently and offsets committed after the broker
+    /// acknowledged them (at-least-once; the `chainflow.id` header and ClickHouse's natural
+    /// keys absorb repeats).
     pub transactions: bool,
-    /// Input records per Kafka transaction (or batch), at most.
-    pub transaction_max_records: usize,
-    /// Milliseconds a transaction stays open, at most.
-    pub transaction_max_ms: u64,
+    /// Input records per batch (or transaction), at most.
+    pub batch_records: usize,
+    /// Milliseconds a batch (or transaction) stays open, at most.
+    pub batch_ms: u64,
+    /// Chains with more strikes are dead-lettered (`too_many_strikes`).
+    pub max_strikes: usize,
+    /// Retries of registry, Kafka read, commit and produce failures.
+    pub retry: RetryConfig,
 }
 
 /// `chainflow sink` (`[sink]`).
@@ -47,13 +66,9 @@ pub struct SinkConfig {
     pub batch_ms: u64,
     /// An insert that has not been answered by then is abandoned and retried.
     pub insert_timeout_ms: u64,
-    /// First retry delay after a transient failure; doubles up to `retry_max_ms`, with jitter.
-    pub retry_initial_ms: u64,
-    /// Longest retry delay.
-    pub retry_max_ms: u64,
-    /// How long transient failures (ClickHouse, Kafka commits and reads, dead-letter
-    /// produces) are retried, the partitions paused, before the stage fails.
-    pub retry_budget_ms: u64,
+    /// Retries of transient failures (ClickHouse, Kafka reads and commits, dead-letter
+    /// produces), the partitions paused meanwhile.
+    pub retry: RetryConfig,
     /// An assigned partition with lag and no progress for this long is a stall: the stream
     /// turns unready, counts and logs it, and re-joins its group.
     pub stall_after_ms: u64,
@@ -110,9 +125,11 @@ impl Default for EnrichConfig {
     fn default() -> Self {
         Self {
             group_id: "chainflow-enrich".into(),
-            transactions: true,
-            transaction_max_records: 1000,
-            transaction_max_ms: 100,
+            transactions: false,
+            batch_records: 1000,
+            batch_ms: 100,
+            max_strikes: 1000,
+            retry: RetryConfig::default(),
         }
     }
 }
@@ -126,11 +143,37 @@ impl Default for SinkConfig {
             batch_bytes: 4 << 20,
             batch_ms: 1000,
             insert_timeout_ms: 30_000,
-            retry_initial_ms: 200,
-            retry_max_ms: 30_000,
-            retry_budget_ms: 600_000,
+            retry: RetryConfig::default(),
             stall_after_ms: 60_000,
         }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_ms: 200,
+            max_ms: 30_000,
+            budget_ms: 600_000,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// Checks every field; errors name them under `section` (`sink.retry.max_ms`).
+    pub fn validate(&self, section: &str) -> Result<(), String> {
+        at_least_one(&format!("{section}.retry.initial_ms"), self.initial_ms)?;
+        if self.max_ms < self.initial_ms {
+            return Err(format!(
+                "{section}.retry.max_ms: must not be below {section}.retry.initial_ms"
+            ));
+        }
+        if self.budget_ms < self.max_ms {
+            return Err(format!(
+                "{section}.retry.budget_ms: must not be below {section}.retry.max_ms"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -210,8 +253,10 @@ impl EnrichConfig {
     /// Checks every field; the error names it.
     pub fn validate(&self) -> Result<(), String> {
         check_group("enrich.group_id", &self.group_id)?;
-        at_least_one("enrich.transaction_max_records", self.transaction_max_records as u64)?;
-        at_least_one("enrich.transaction_max_ms", self.transaction_max_ms)
+        at_least_one("enrich.batch_records", self.batch_records as u64)?;
+        at_least_one("enrich.batch_ms", self.batch_ms)?;
+        at_least_one("enrich.max_strikes", self.max_strikes as u64)?;
+        self.retry.validate("enrich")
     }
 }
 
@@ -235,21 +280,14 @@ impl SinkConfig {
         at_least_one("sink.batch_bytes", self.batch_bytes as u64)?;
         at_least_one("sink.batch_ms", self.batch_ms)?;
         at_least_one("sink.insert_timeout_ms", self.insert_timeout_ms)?;
-        at_least_one("sink.retry_initial_ms", self.retry_initial_ms)?;
         at_least_one("sink.stall_after_ms", self.stall_after_ms)?;
-        if self.retry_max_ms < self.retry_initial_ms {
-            return Err("sink.retry_max_ms: must not be below sink.retry_initial_ms".into());
-        }
         if self.stall_after_ms <= self.batch_ms {
             return Err(format!(
                 "sink.stall_after_ms: must exceed sink.batch_ms ({}): a batch waiting for its age is not a stall",
                 self.batch_ms
             ));
         }
-        if self.retry_budget_ms < self.retry_max_ms {
-            return Err("sink.retry_budget_ms: must not be below sink.retry_max_ms".into());
-        }
-        Ok(())
+        self.retry.validate("sink")
     }
 }
 

@@ -9,6 +9,10 @@ pub const OPTION_CHAIN: &str = "market.option_chain";
 /// Enriched option chains.
 pub const ENRICHED_CHAIN: &str = "enriched.option_chain";
 
+/// The topic where enrich, with transactions on, commits a marker at start to find out
+/// whether the broker supports transactions.
+pub const TRANSACTION_PROBE: &str = "_chainflow_enrich_probe";
+
 /// Header carrying an enriched chain's idempotency id.
 pub const HEADER_ID: &str = "chainflow.id";
 /// Dead-letter headers.
@@ -23,6 +27,10 @@ pub const HEADER_SOURCE_PARTITION: &str = "chainflow.source.partition";
 pub const HEADER_SOURCE_OFFSET: &str = "chainflow.source.offset";
 /// When the record was dead-lettered (RFC 3339, UTC).
 pub const HEADER_ERROR_TIME: &str = "chainflow.error.time";
+/// Set when a dead letter does not carry the original value (it was larger than the
+/// producer may send): the value stays readable at `chainflow.source.*` while the source
+/// topic retains it.
+pub const HEADER_VALUE_OMITTED: &str = "chainflow.error.value_omitted";
 /// The stage that dead-lettered the record (`enrich`, `sink`).
 pub const HEADER_ERROR_STAGE: &str = "chainflow.error.stage";
 

@@ -147,6 +147,15 @@ pub async fn commit_transaction<C: ClientContext + 'static>(
     .await
 }
 
+/// Commits the open transaction (without consumer offsets).
+pub async fn commit_transaction_only<C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    timeout: Duration,
+) -> KafkaResult<()> {
+    let producer = producer.clone();
+    off_the_workers(move || producer.commit_transaction(timeout)).await
+}
+
 /// Aborts the open transaction: nothing produced in it becomes visible to read_committed
 /// consumers.
 pub async fn abort_transaction<C: ClientContext + 'static>(

@@ -57,6 +57,28 @@ impl DeadLetter {
             headers,
         }
     }
+    /// Bytes the dead letter takes: key, value and headers.
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+            .sum();
+        self.key.as_ref().map_or(0, Vec::len) + self.payload.as_ref().map_or(0, Vec::len) + headers
+    }
+
+    /// The dead letter without the original value, which is too large to send again: a
+    /// header says so, and where to read it.
+    #[must_use]
+    pub fn without_value(mut self, why: &str) -> Self {
+        self.payload = None;
+        self.headers = self.headers.insert(Header {
+            key: topics::HEADER_VALUE_OMITTED,
+            value: Some(why),
+        });
+        self
+    }
+
     /// The record to produce.
     pub fn record(&self) -> FutureRecord<'_, [u8], [u8]> {
         let mut r = FutureRecord::to(&self.topic).headers(self.headers.clone());

@@ -2,14 +2,17 @@
 //! a [`StageContext`] that says when to stop and where to report readiness; a [`Pipeline`]
 //! runs stages together, stops them all when one fails or the process is asked to stop, and
 //! bounds how long they may take to flush; [`signals`] turns SIGINT and SIGTERM into that
-//! request (a second signal exits at once); [`http`] serves /metrics, /healthz and /readyz.
+//! request (a second signal exits at once); [`http`] serves /metrics, /healthz and /readyz;
+//! [`RetryPolicy`] and [`Backoff`] are how every stage retries a transient failure.
 
+mod backoff;
 pub mod http;
 mod pipeline;
 pub mod signals;
 mod stage;
 mod stats;
 
+pub use backoff::{Backoff, RetryPolicy};
 pub use pipeline::Pipeline;
 pub use stage::{Health, Role, Stage, StageContext, Timeouts};
 pub use stats::StageStats;

@@ -1,12 +1,10 @@
 //! What is worth retrying, decided once: ClickHouse's answers are classified by the
 //! `Code: N` in their body (ClickHouse 18.16 sends no exception-code header, and answers a
-//! missing table with a plain 404), network failures and timeouts are transient, and the
-//! delay between attempts grows exponentially with jitter within a budget.
+//! missing table with a plain 404); network failures and timeouts are transient. The delay
+//! between attempts is `chainflow_runtime::Backoff`.
 
-use rand::Rng;
 use std::fmt;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// ClickHouse error codes that a later attempt can outlive: a table or database missing or
 /// detached (60, 81), timeouts and network trouble (159, 209, 210), an overloaded server
@@ -96,36 +94,6 @@ pub fn timed_out(after: Duration) -> Failure {
     }
 }
 
-/// Exponential backoff with ±25 % jitter, within a budget of time.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-    deadline: Instant,
-}
-
-impl Backoff {
-    /// Starts at `initial`, doubles up to `max`, and gives up `budget` from now.
-    pub fn new(initial: Duration, max: Duration, budget: Duration) -> Self {
-        Self {
-            next: initial,
-            max,
-            deadline: Instant::now() + budget,
-        }
-    }
-
-    /// The delay before the next attempt, or `None` once the budget is spent.
-    pub fn delay(&mut self) -> Option<Duration> {
-        let now = Instant::now();
-        if now >= self.deadline {
-            return None;
-        }
-        let jittered = self.next.mul_f64(rand::rng().random_range(0.75..1.25));
-        self.next = (self.next * 2).min(self.max);
-        Some(jittered.min(self.deadline - now))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,22 +153,5 @@ mod tests {
     #[test]
     fn an_unknown_code_is_retried_not_dead_lettered() {
         assert_eq!(class_of_code(12_345), Class::Transient);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn backoff_doubles_with_jitter_and_stops_at_the_budget() {
-        let mut b = Backoff::new(
-            Duration::from_millis(100),
-            Duration::from_millis(400),
-            Duration::from_secs(1),
-        );
-        let first = b.delay().unwrap();
-        assert!((75..=125).contains(&first.as_millis()), "{first:?}");
-        let second = b.delay().unwrap();
-        assert!((150..=250).contains(&second.as_millis()), "{second:?}");
-        let third = b.delay().unwrap();
-        assert!((300..=500).contains(&third.as_millis()), "{third:?}");
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(b.delay(), None);
     }
 }

@@ -6,12 +6,12 @@ use crate::ledger::Ledger;
 use crate::rebalance::SinkContext;
 use crate::server::ServerVersion;
 use crate::stream::{Chains, DeadLetters, Quotes, Stream, Ticks};
-use crate::worker::{Io, RetryPolicy, Worker};
+use crate::worker::{Io, Worker};
 use anyhow::{Context, Result};
 use chainflow_codec::Codec;
 use chainflow_config::{ClickHouseConfig, KafkaConfig, SinkConfig};
 use chainflow_kafka::{blocking, consumer_config, producer_config};
-use chainflow_runtime::{Stage, StageContext, StageStats};
+use chainflow_runtime::{RetryPolicy, Stage, StageContext, StageStats};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 use std::sync::Arc;
@@ -96,11 +96,7 @@ impl<S: Stream> StreamSink<S> {
             dlq,
             tokens: server.has_dedup_token(),
             insert_timeout: Duration::from_millis(s.insert_timeout_ms),
-            retry: RetryPolicy {
-                initial: Duration::from_millis(s.retry_initial_ms),
-                max: Duration::from_millis(s.retry_max_ms),
-                budget: Duration::from_millis(s.retry_budget_ms),
-            },
+            retry: RetryPolicy::from_millis(s.retry.initial_ms, s.retry.max_ms, s.retry.budget_ms),
         };
         let limits = Limits {
             rows: s.batch_rows,

@@ -7,12 +7,12 @@
 use crate::batch::{Batch, Entry, Limits};
 use crate::ledger::{Ledger, LedgerRow, Recorded};
 use crate::rebalance::{commit_list, Change, SinkContext, Tp};
-use crate::retry::{Backoff, Class, Failure};
+use crate::retry::{Class, Failure};
 use crate::stall::{measure, Measurement, StallTracker};
 use crate::stream::{Reject, Stream};
 use anyhow::{anyhow, Context, Result};
 use chainflow_kafka::{blocking, DeadLetter};
-use chainflow_runtime::{StageContext, StageStats};
+use chainflow_runtime::{Backoff, RetryPolicy, StageContext, StageStats};
 use clickhouse::Client;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -31,23 +31,6 @@ const LAG_CHECK: Duration = Duration::from_secs(5);
 const OFFSETS_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long producing a dead letter may take before it is retried.
 const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How transient failures are retried.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// First delay.
-    pub initial: Duration,
-    /// Longest delay.
-    pub max: Duration,
-    /// How long to keep trying before the stage fails.
-    pub budget: Duration,
-}
-
-impl RetryPolicy {
-    fn backoff(&self) -> Backoff {
-        Backoff::new(self.initial, self.max, self.budget)
-    }
-}
 
 /// What the worker needs that never changes while it runs.
 pub struct Io<S> {
@@ -172,7 +155,7 @@ impl<S: Stream> Worker<S> {
                         tracing::warn!(stream = S::NAME, error = %e, "reading from Kafka failed; retrying");
                         if since.elapsed() > self.io.retry.budget {
                             return Err(anyhow::Error::new(e).context(format!(
-                                "reading {} kept failing for {} ms (sink.retry_budget_ms)",
+                                "reading {} kept failing for {} ms (sink.retry.budget_ms)",
                                 self.topics.join(", "),
                                 self.io.retry.budget.as_millis()
                             )));
@@ -512,7 +495,7 @@ impl<S: Stream> Worker<S> {
             metrics::counter!("chainflow_sink_retries_total", "stream" => S::NAME).increment(1);
             let Some(delay) = backoff.delay() else {
                 return Err(anyhow!(failure).context(format!(
-                    "{what} kept failing for {} ms (sink.retry_budget_ms)",
+                    "{what} kept failing for {} ms (sink.retry.budget_ms)",
                     self.io.retry.budget.as_millis()
                 )));
             };
@@ -637,7 +620,7 @@ impl<S: Stream> Worker<S> {
                 let since = *self.commits_failing.get_or_insert_with(Instant::now);
                 if since.elapsed() > self.io.retry.budget {
                     return Err(anyhow::Error::new(e).context(format!(
-                        "committing offsets kept failing for {} ms (sink.retry_budget_ms)",
+                        "committing offsets kept failing for {} ms (sink.retry.budget_ms)",
                         self.io.retry.budget.as_millis()
                     )));
                 }

@@ -319,21 +319,27 @@ impl Producer {
 
     /// Sends `record` under its key; returns its encoded bytes.
     pub async fn send<R: chainflow_contract::Record>(&self, record: &R) -> Vec<u8> {
-        let bytes = self.codec.encode(record).await.expect("encoding through the registry");
+        let bytes = self.encode(record).await;
         self.send_raw(R::TOPIC, &record.key(), &bytes).await;
         bytes
     }
 
-    /// Sends `payload` under `key` to `topic` as it is.
-    pub async fn send_raw(&self, topic: &str, key: &str, payload: &[u8]) {
+    /// `record` in the wire format, its schema registered.
+    pub async fn encode<R: chainflow_contract::Record>(&self, record: &R) -> Vec<u8> {
+        self.codec.encode(record).await.expect("encoding through the registry")
+    }
+
+    /// Sends `payload` under `key` to `topic` as it is; returns its partition and offset.
+    pub async fn send_raw(&self, topic: &str, key: &str, payload: &[u8]) -> (i32, i64) {
         self.producer
             .send(
                 rdkafka::producer::FutureRecord::to(topic).key(key).payload(payload),
                 Duration::from_secs(30),
             )
             .await
+            .map(|d| (d.partition, d.offset))
             .map_err(|(e, _)| e)
-            .expect("the broker takes the record");
+            .expect("the broker takes the record")
     }
 }
 
@@ -463,4 +469,16 @@ pub fn kill(signal: &str, pid: u32) {
         .status()
         .expect("kill runs");
     assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Positions the sink's consumer groups of `prefix` (`sink.group_id`) at the current end of
+/// every stream's topics, so that a sink started with it stores only what arrives from now.
+pub async fn sink_groups_at_end(cfg: &Config, prefix: &str) {
+    use chainflow_contract::topics::{dead_letter_topics, ENRICHED_CHAIN, OPTION_QUOTE, UNDERLYING};
+    group_at_end(cfg, &format!("{prefix}-chains"), ENRICHED_CHAIN).await;
+    group_at_end(cfg, &format!("{prefix}-ticks"), UNDERLYING).await;
+    group_at_end(cfg, &format!("{prefix}-quotes"), OPTION_QUOTE).await;
+    for topic in dead_letter_topics() {
+        group_at_end(cfg, &format!("{prefix}-dead_letters"), &topic).await;
+    }
 }

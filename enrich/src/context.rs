@@ -1,0 +1,36 @@
+//! The enricher's consumer context: it notes that partitions were revoked, so that the
+//! batch (or transaction) in progress is abandoned instead of committed for partitions
+//! another member now owns.
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Notes revocations for the worker.
+#[derive(Debug, Default)]
+pub struct EnrichContext {
+    revoked: AtomicBool,
+}
+
+impl EnrichContext {
+    /// Whether partitions were revoked since the last call.
+    pub fn take_revoked(&self) -> bool {
+        self.revoked.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl ClientContext for EnrichContext {}
+
+impl ConsumerContext for EnrichContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            if tpl.count() > 0 {
+                tracing::info!(
+                    partitions = tpl.count(),
+                    "partitions revoked: the open batch is abandoned"
+                );
+                self.revoked.store(true, Ordering::Release);
+            }
+        }
+    }
+}

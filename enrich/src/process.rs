@@ -1,0 +1,191 @@
+//! One raw record in, what to produce out: its enriched chain, or a dead letter with the
+//! reason. A Schema Registry that cannot be reached is the only failure: the record is
+//! tried again later, never dead-lettered.
+
+use chainflow_analytics::{enrich_chain, ProductTerms, Source};
+use chainflow_codec::Codec;
+use chainflow_contract::topics::{is_dead_letter_header, HEADER_ID};
+use chainflow_contract::{OptionChain, Record};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use std::collections::BTreeMap;
+
+/// Bytes a record takes beyond its key, value and headers in a Kafka record batch, at most
+/// (the record and batch framing), so that the size check errs on the safe side.
+pub const RECORD_OVERHEAD: usize = 512;
+
+/// What the enricher's limits are.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Chains with more strikes are dead-lettered.
+    pub max_strikes: usize,
+    /// The producer's `message.max.bytes`: larger enriched records are dead-lettered.
+    pub max_bytes: usize,
+}
+
+/// What a raw record becomes.
+#[derive(Debug)]
+pub enum Output {
+    /// An enriched chain to produce under `key`, with `headers`.
+    Enriched {
+        /// Kafka key (the chain key).
+        key: String,
+        /// The original headers, and `chainflow.id`.
+        headers: OwnedHeaders,
+        /// The Avro record in the wire format.
+        value: Vec<u8>,
+    },
+    /// The raw record goes to its dead-letter topic.
+    DeadLetter {
+        /// Machine-readable kind.
+        kind: &'static str,
+        /// Human-readable reason.
+        message: String,
+    },
+}
+
+/// The registry could not be reached (or answered with an error that may pass).
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+/// Turns raw chains into enriched ones.
+pub struct Processor {
+    codec: std::sync::Arc<Codec>,
+    products: BTreeMap<String, ProductTerms>,
+    limits: Limits,
+}
+
+impl Processor {
+    /// A processor over `codec`, with the products' terms and `limits`.
+    pub fn new(codec: std::sync::Arc<Codec>, products: BTreeMap<String, ProductTerms>, limits: Limits) -> Self {
+        Self {
+            codec,
+            products,
+            limits,
+        }
+    }
+
+    /// What `msg` becomes.
+    pub async fn process(&self, msg: &OwnedMessage, processed_at: i64) -> Result<Output, Unavailable> {
+        let dead = |kind, message| Ok(Output::DeadLetter { kind, message });
+        let chain: OptionChain = match self.codec.decode(msg.payload().unwrap_or_default()).await {
+            Ok(c) => c,
+            Err(e) if e.is_transient() => return Err(Unavailable(e.to_string())),
+            Err(e) => return dead(e.kind(), e.to_string()),
+        };
+        if chain.strikes.len() > self.limits.max_strikes {
+            return dead(
+                "too_many_strikes",
+                format!(
+                    "{} strikes, more than enrich.max_strikes ({})",
+                    chain.strikes.len(),
+                    self.limits.max_strikes
+                ),
+            );
+        }
+        let source = Source {
+            topic: msg.topic(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+        };
+        let enriched = match enrich_chain(&chain, &self.products, source, processed_at) {
+            Ok(e) => e,
+            Err(e) => return dead(e.kind(), e.to_string()),
+        };
+        let value = match self.codec.encode(&enriched).await {
+            Ok(v) => v,
+            Err(e) if e.is_transient() => return Err(Unavailable(e.to_string())),
+            Err(e) => return dead("encode", e.to_string()),
+        };
+        let key = enriched.key();
+        let headers = carried_headers(msg, &enriched.id());
+        let size = key.len() + value.len() + header_bytes(&headers) + RECORD_OVERHEAD;
+        if size > self.limits.max_bytes {
+            return dead(
+                "too_large",
+                format!(
+                    "the enriched chain takes {size} bytes, more than the producer's message.max.bytes ({})",
+                    self.limits.max_bytes
+                ),
+            );
+        }
+        Ok(Output::Enriched { key, headers, value })
+    }
+}
+
+/// The headers of the raw record (such as `traceparent`), less dead-letter ones and any
+/// earlier `chainflow.id`, then `chainflow.id` = `id`.
+fn carried_headers(msg: &OwnedMessage, id: &str) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new();
+    if let Some(original) = msg.headers() {
+        for h in original
+            .iter()
+            .filter(|h| h.key != HEADER_ID && !is_dead_letter_header(h.key))
+        {
+            headers = headers.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    headers.insert(Header {
+        key: HEADER_ID,
+        value: Some(id),
+    })
+}
+
+fn header_bytes(headers: &OwnedHeaders) -> usize {
+    headers
+        .iter()
+        .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::Timestamp;
+
+    #[test]
+    fn the_enriched_record_carries_the_original_headers_and_its_id() {
+        let original = OwnedHeaders::new()
+            .insert(Header {
+                key: "traceparent",
+                value: Some("00-abc-01"),
+            })
+            .insert(Header {
+                key: HEADER_ID,
+                value: Some("stale"),
+            })
+            .insert(Header {
+                key: "chainflow.error.kind",
+                value: Some("x"),
+            });
+        let msg = OwnedMessage::new(
+            None,
+            None,
+            "market.option_chain".into(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            Some(original),
+        );
+        let headers = carried_headers(&msg, "NIFTY|2025-01-30|1");
+        let pairs: Vec<(String, String)> = headers
+            .iter()
+            .map(|h| {
+                (
+                    h.key.to_string(),
+                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("traceparent".to_string(), "00-abc-01".to_string()),
+                (HEADER_ID.to_string(), "NIFTY|2025-01-30|1".to_string())
+            ]
+        );
+        assert_eq!(header_bytes(&headers), "traceparent".len() + 9 + HEADER_ID.len() + 18);
+    }
+}

@@ -1,0 +1,358 @@
+//! The enrich loop: batches of raw chains read, enriched and produced, then committed —
+//! the offsets only once the broker acknowledged every record of the batch (or, with
+//! transactions, with the transaction). Nothing stops a partition: a record that cannot be
+//! enriched goes to the dead-letter topic; a registry that cannot be reached is waited out
+//! with the partitions paused; Kafka read, commit and produce failures are retried within
+//! the retry budget.
+
+use crate::context::EnrichContext;
+use crate::process::{Output, Processor, Unavailable, RECORD_OVERHEAD};
+use crate::transactions::TRANSACTION_TIMEOUT;
+use anyhow::{anyhow, Context, Result};
+use chainflow_contract::topics::ENRICHED_CHAIN;
+use chainflow_kafka::consumer::rewind;
+use chainflow_kafka::{blocking, DeadLetter};
+use chainflow_runtime::{Backoff, RetryPolicy, StageContext, StageStats};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Message, OwnedMessage, ToBytes};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long the producer's local queue is given to drain when it is full.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(20);
+/// How long producing a dead letter may take.
+const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A partition of a topic.
+type Tp = (String, i32);
+
+/// One produced record, awaited before the batch is committed.
+struct Sent {
+    delivery: DeliveryFuture,
+    /// The raw chain, for an enriched record: dead-lettered if the broker refuses the record
+    /// as too large.
+    raw: Option<OwnedMessage>,
+}
+
+/// What a batch took and produced.
+#[derive(Default)]
+struct Batch {
+    next: BTreeMap<Tp, i64>,
+    sent: Vec<Sent>,
+    enriched: u64,
+    dead: u64,
+}
+
+impl Batch {
+    fn records(&self) -> u64 {
+        self.enriched + self.dead
+    }
+
+    fn offsets(&self) -> Result<TopicPartitionList> {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), next) in &self.next {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        }
+        Ok(tpl)
+    }
+}
+
+/// How a batch ended.
+enum Ended {
+    /// Committed.
+    Committed(Batch),
+    /// Partitions were revoked meanwhile: nothing of it was committed.
+    Abandoned,
+}
+
+/// The connected enricher.
+pub struct Worker {
+    /// The consumer of `market.option_chain`.
+    pub consumer: Arc<StreamConsumer<EnrichContext>>,
+    /// The producer (transactional when `transactional`).
+    pub producer: FutureProducer,
+    /// Raw chains to enriched ones.
+    pub processor: Processor,
+    /// Kafka transactions.
+    pub transactional: bool,
+    /// Records per batch, at most.
+    pub batch_records: usize,
+    /// The producer's `message.max.bytes`.
+    pub max_bytes: usize,
+    /// How long a batch stays open, at most.
+    pub batch_wait: Duration,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+    /// Counters shown by `chainflow run`.
+    pub stats: Arc<StageStats>,
+}
+
+impl Worker {
+    /// Runs until `ctx` says stop; a batch in progress is finished first.
+    pub async fn run(self, ctx: &StageContext) -> Result<()> {
+        let mut failing: Option<(Instant, Backoff)> = None;
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = ctx.stopped() => break,
+                m = self.consumer.recv() => m,
+            };
+            let first = match first {
+                Ok(m) => m.detach(),
+                Err(e) => {
+                    self.failed(&mut failing, "reading market.option_chain", &anyhow!(e))
+                        .await?;
+                    continue;
+                }
+            };
+            self.consumer.context().take_revoked(); // between batches, nothing to undo
+            let started = Instant::now();
+            match self.batch(first).await {
+                Ok((Ended::Committed(batch), waiting)) => {
+                    failing = None;
+                    self.count(&batch, started);
+                    if let Some((msg, why)) = waiting {
+                        self.wait_for_registry(&msg, &why, ctx).await?;
+                    }
+                }
+                Ok((Ended::Abandoned, _)) => {
+                    if self.transactional {
+                        blocking::abort_transaction(&self.producer, TRANSACTION_TIMEOUT)
+                            .await
+                            .context("aborting the transaction of revoked partitions")?;
+                    }
+                    rewind(&self.consumer).await?;
+                }
+                Err(e) => {
+                    if self.transactional {
+                        if let Err(abort) = blocking::abort_transaction(&self.producer, TRANSACTION_TIMEOUT).await {
+                            tracing::warn!(error = %abort, "aborting the transaction failed");
+                        }
+                    }
+                    if let Err(r) = rewind(&self.consumer).await {
+                        tracing::warn!(error = %format!("{r:#}"), "rewinding to the committed offsets failed");
+                    }
+                    metrics::counter!("chainflow_enrich_aborted_batches_total").increment(1);
+                    self.failed(&mut failing, "a batch", &e).await?;
+                }
+            }
+        }
+        tracing::info!("enrich stopped");
+        Ok(())
+    }
+
+    /// Notes a transient failure of `what` and sleeps before the next attempt; an error
+    /// once failures have lasted the retry budget.
+    async fn failed(&self, failing: &mut Option<(Instant, Backoff)>, what: &str, e: &anyhow::Error) -> Result<()> {
+        let (_, backoff) = failing.get_or_insert_with(|| (Instant::now(), self.retry.backoff()));
+        metrics::counter!("chainflow_enrich_retries_total").increment(1);
+        let Some(delay) = backoff.delay() else {
+            return Err(anyhow!("{e:#}").context(format!(
+                "{what} kept failing for {} ms (enrich.retry.budget_ms)",
+                self.retry.budget.as_millis()
+            )));
+        };
+        tracing::warn!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "{what} failed; retrying");
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+
+    /// One batch: `first` and what follows within the size and time limits, up to a record
+    /// the registry cannot serve (returned, to be waited out once the rest is committed).
+    async fn batch(&self, first: OwnedMessage) -> Result<(Ended, Option<(OwnedMessage, String)>)> {
+        if self.transactional {
+            self.producer.begin_transaction().context("beginning a transaction")?;
+        }
+        let mut batch = Batch::default();
+        let deadline = Instant::now() + self.batch_wait;
+        let mut next = Some(first);
+        let mut waiting = None;
+        while let Some(msg) = next.take() {
+            let processed_at = chrono::Utc::now().timestamp_micros();
+            match self.processor.process(&msg, processed_at).await {
+                Err(Unavailable(why)) => {
+                    waiting = Some((msg, why));
+                    break;
+                }
+                Ok(out) => self.produce(&msg, out, &mut batch).await?,
+            }
+            batch
+                .next
+                .insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
+            if self.consumer.context().take_revoked() {
+                return Ok((Ended::Abandoned, None));
+            }
+            if batch.records() >= self.batch_records as u64 {
+                break;
+            }
+            next = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(m)) => Some(m.detach()),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "reading market.option_chain failed; the batch ends here");
+                    None
+                }
+                Err(_) => None,
+            };
+            if next.is_some() && self.consumer.context().take_revoked() {
+                return Ok((Ended::Abandoned, None));
+            }
+        }
+        if batch.next.is_empty() {
+            if self.transactional {
+                blocking::abort_transaction(&self.producer, TRANSACTION_TIMEOUT)
+                    .await
+                    .context("closing an empty transaction")?;
+            }
+            return Ok((Ended::Committed(batch), waiting));
+        }
+        let ended = self.commit(batch).await?;
+        Ok((ended, waiting))
+    }
+
+    /// Enqueues what one record became.
+    async fn produce(&self, msg: &OwnedMessage, out: Output, batch: &mut Batch) -> Result<()> {
+        match out {
+            Output::Enriched { key, headers, value } => {
+                let record = FutureRecord::to(ENRICHED_CHAIN)
+                    .key(&key)
+                    .payload(&value)
+                    .partition(msg.partition())
+                    .headers(headers);
+                let delivery = self.send(record).await?;
+                batch.sent.push(Sent {
+                    delivery,
+                    raw: Some(msg.clone()),
+                });
+                batch.enriched += 1;
+            }
+            Output::DeadLetter { kind, message } => {
+                tracing::warn!(kind, %message, partition = msg.partition(), offset = msg.offset(), "chain dead-lettered");
+                let mut letter = DeadLetter::new(msg, "enrich", kind, &message);
+                if letter.size() + RECORD_OVERHEAD > self.max_bytes {
+                    letter = letter.without_value("larger than the producer's message.max.bytes");
+                }
+                let delivery = self.send(letter.record()).await?;
+                batch.sent.push(Sent { delivery, raw: None });
+                batch.dead += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the batch: with the transaction, or once every record is acknowledged. An
+    /// enriched record the broker refuses as too large is dead-lettered instead.
+    async fn commit(&self, mut batch: Batch) -> Result<Ended> {
+        let offsets = batch.offsets()?;
+        if self.transactional {
+            let group = self.consumer.group_metadata().context("no consumer group metadata")?;
+            blocking::commit_transaction(&self.producer, offsets, group, TRANSACTION_TIMEOUT)
+                .await
+                .context("committing the transaction with its offsets")?;
+            return Ok(Ended::Committed(batch));
+        }
+        for sent in std::mem::take(&mut batch.sent) {
+            match sent.delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)))
+                    if sent.raw.is_some() =>
+                {
+                    let raw = sent.raw.as_ref().expect("an enriched record's raw chain");
+                    let message = "the broker refused the enriched chain as too large (message.max.bytes)";
+                    tracing::warn!(
+                        partition = raw.partition(),
+                        offset = raw.offset(),
+                        "{message}: dead-lettered"
+                    );
+                    let letter = DeadLetter::new(raw, "enrich", "too_large", message);
+                    self.producer
+                        .send(letter.record(), DEAD_LETTER_TIMEOUT)
+                        .await
+                        .map_err(|(e, _)| anyhow::Error::new(e).context("producing a dead letter"))?;
+                    batch.enriched -= 1;
+                    batch.dead += 1;
+                }
+                Ok(Err((e, _))) => return Err(anyhow::Error::new(e).context("the broker refused a record")),
+                Err(_) => return Err(anyhow!("a delivery report was lost (producer closed)")),
+            }
+        }
+        if self.consumer.context().take_revoked() {
+            return Ok(Ended::Abandoned);
+        }
+        blocking::commit(&self.consumer, offsets)
+            .await
+            .context("committing enrich offsets")?;
+        Ok(Ended::Committed(batch))
+    }
+
+    /// Waits, the partitions paused and the consumer polled, until the registry serves
+    /// `msg` again; then moves back to the committed offsets (`msg` first) and resumes.
+    async fn wait_for_registry(&self, msg: &OwnedMessage, why: &str, ctx: &StageContext) -> Result<()> {
+        let assignment = self.consumer.assignment().context("reading the assignment")?;
+        self.consumer.pause(&assignment).context("pausing the partitions")?;
+        ctx.set_ready(false);
+        tracing::warn!(error = %why, "the Schema Registry is unavailable: partitions paused until it answers");
+        let mut backoff = self.retry.backoff();
+        loop {
+            metrics::counter!("chainflow_enrich_registry_waits_total").increment(1);
+            let Some(delay) = backoff.delay() else {
+                return Err(anyhow!("{why}").context(format!(
+                    "the Schema Registry was unavailable for {} ms (enrich.retry.budget_ms)",
+                    self.retry.budget.as_millis()
+                )));
+            };
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = &mut sleep => break,
+                    () = ctx.stopped() => return Ok(()), // not committed: read again at the next start
+                    // polling keeps the membership; what arrives is read again after the rewind
+                    _ = self.consumer.recv() => {}
+                }
+            }
+            if self.consumer.context().take_revoked() {
+                break; // the new assignment starts from its committed offsets anyway
+            }
+            if self.processor.process(msg, 0).await.is_ok() {
+                break;
+            }
+        }
+        rewind(&self.consumer).await?;
+        let assignment = self.consumer.assignment().context("reading the assignment")?;
+        self.consumer.resume(&assignment).context("resuming the partitions")?;
+        ctx.set_ready(true);
+        tracing::info!("the Schema Registry answers again: partitions resumed");
+        Ok(())
+    }
+
+    /// Enqueues `record`, waiting while the producer's local queue is full.
+    async fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+        &self,
+        mut record: FutureRecord<'_, K, P>,
+    ) -> Result<DeliveryFuture> {
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    tokio::time::sleep(QUEUE_FULL_WAIT).await;
+                }
+                Err((e, _)) => return Err(anyhow::Error::new(e).context("producing a record")),
+            }
+        }
+    }
+
+    fn count(&self, batch: &Batch, started: Instant) {
+        StageStats::add(&self.stats.records_in, batch.records());
+        StageStats::add(&self.stats.records_out, batch.enriched);
+        StageStats::add(&self.stats.dead_letters, batch.dead);
+        metrics::counter!("chainflow_enrich_records_total", "outcome" => "enriched").increment(batch.enriched);
+        metrics::counter!("chainflow_enrich_records_total", "outcome" => "dead_letter").increment(batch.dead);
+        metrics::histogram!("chainflow_enrich_batch_seconds").record(started.elapsed().as_secs_f64());
+    }
+}
