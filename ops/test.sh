@@ -8,6 +8,7 @@
 #   stack        the local stack (ops/stack.sh up), started if needed
 #   integration  the tests behind the `stack` feature, against the real broker, registry
 #                and ClickHouse; fails when none ran
+#   chaos        the short fault-injection suite on a private stack (ops/chaos.sh)
 #   compose      docker-compose.kafka.yml validates
 #   sql          the shipped SQL on a current ClickHouse engine (chdb)
 set -euo pipefail
@@ -76,6 +77,9 @@ if [ "$stack_passed" -eq 0 ]; then
   echo "no integration test ran" >&2
   exit 1
 fi
+
+phase chaos
+ops/chaos.sh
 
 phase compose
 docker-compose -f docker-compose.kafka.yml config -q && echo "docker-compose.kafka.yml: valid"

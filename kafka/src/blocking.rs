@@ -103,6 +103,21 @@ where
     off_the_workers(move || consumer.committed(timeout)).await
 }
 
+/// The committed offsets of `partitions` for the consumer's group (`group.id`), whether or
+/// not the consumer is a member of it.
+pub async fn committed_offsets<K, X>(
+    consumer: &Arc<K>,
+    partitions: TopicPartitionList,
+    timeout: Duration,
+) -> KafkaResult<TopicPartitionList>
+where
+    K: Consumer<X> + Send + Sync + 'static,
+    X: ConsumerContext + 'static,
+{
+    let consumer = consumer.clone();
+    off_the_workers(move || consumer.committed_offsets(partitions, timeout)).await
+}
+
 /// Moves the consumer to the offsets in `positions`; per-partition errors are in the result.
 pub async fn seek_partitions<K, X>(
     consumer: &Arc<K>,

@@ -1,0 +1,169 @@
+//! `chainflow-chaos`: the fault-injection suite. Each scenario runs on a private stack (its
+//! own directory and ports) with real processes — enrich and sink as separate processes in
+//! groups of their own, each with its own metrics port, under a supervisor that restarts
+//! what exits — and a seeded feed whose totals are known in advance; a fault is injected,
+//! and afterwards the counts must balance: nothing lost, duplicates only in a form that
+//! `FINAL` collapses, every group's lag 0. One table says what happened.
+//!
+//! `ops/chaos.sh` builds it and runs the short form (the test suite runs that) or `--full`.
+
+mod observe;
+mod procs;
+mod scenario;
+mod stack;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use scenario::{Fault, Row, Scenario};
+use std::fmt::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The fault-injection suite.
+#[derive(Debug, Parser)]
+#[command(name = "chainflow-chaos")]
+struct Args {
+    /// Every scenario at full size (at least 100,000 options each); default: the short form.
+    #[arg(long)]
+    full: bool,
+    /// Only the scenarios with these names (repeatable).
+    #[arg(long = "scenario", value_name = "NAME")]
+    only: Vec<String>,
+    /// The chainflow binary.
+    #[arg(long, default_value = "target/debug/chainflow")]
+    bin: PathBuf,
+    /// The repository (for ops/stack.sh).
+    #[arg(long, default_value = ".")]
+    root: PathBuf,
+    /// Where the private stack lives (default: a new directory under /tmp).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Seed of the feed.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Also write the table, as Markdown, to this file.
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+}
+
+fn scenario(name: &'static str, options: u64, fault: Fault, feed_secs: u64) -> Scenario {
+    Scenario {
+        name,
+        options,
+        fault,
+        feed_secs,
+        sink_env: Vec::new(),
+    }
+}
+
+/// The short form: five scenarios of about 10,000 options, within minutes.
+fn short() -> Vec<Scenario> {
+    vec![
+        scenario("sink-sigkill-x3", 10_000, Fault::KillSink(3), 20),
+        scenario("clickhouse-down-30s", 10_000, Fault::ClickHouseDown(30), 20),
+        scenario("poison-mix", 10_000, Fault::Poison, 10),
+        scenario("double-sigterm", 10_000, Fault::DoubleSigterm, 15),
+        scenario("registry-down-20s", 10_000, Fault::RegistryDown(20), 15),
+    ]
+}
+
+/// The full suite: every scenario, at least 100,000 options each.
+fn full() -> Vec<Scenario> {
+    let n = 100_000;
+    let mut long_poll = scenario("clickhouse-down-45s-poll-30s", n, Fault::ClickHouseDown(45), 60);
+    long_poll.sink_env = vec![("CHAINFLOW_KAFKA__PROPERTIES__MAX_POLL_INTERVAL_MS", "30000")];
+    vec![
+        scenario("sink-sigkill-x10", n, Fault::KillSink(10), 60),
+        scenario("enrich-sigkill-x10", n, Fault::KillEnrich(10), 60),
+        scenario("clickhouse-down-30s", n, Fault::ClickHouseDown(30), 45),
+        long_poll,
+        scenario("clickhouse-sigstop-90s", n, Fault::ClickHouseFrozen(90), 100),
+        scenario("table-detached-30s", n, Fault::TableDetached(30), 45),
+        scenario("broker-down-10s", n, Fault::BrokerDown(10), 30),
+        scenario("broker-down-90s", n, Fault::BrokerDown(90), 100),
+        scenario("rebalance-storm-60s", n, Fault::RebalanceStorm(60), 70),
+        scenario("double-sigterm", n, Fault::DoubleSigterm, 30),
+        scenario("registry-down-60s-cold-sink", n, Fault::RegistryDown(60), 70),
+        scenario("poison-mix", n, Fault::Poison, 30),
+        scenario("topic-recreated", n, Fault::TopicRecreated, 20),
+    ]
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| scenario | produced | stored FINAL | stored plain | dead-lettered | lost | dups before / after OPTIMIZE | restarts | recovery s | max lag | peak sink RSS MB | SIGTERM→exit s | result |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} of {} | {} | {} / {} | {} | {:.1} | {} | {:.0} | {:.2} | {} |",
+            r.name,
+            r.produced,
+            r.stored_final,
+            r.stored_plain,
+            r.dead_lettered,
+            r.dead_expected,
+            r.lost,
+            r.duplicates_before,
+            r.duplicates_after,
+            r.restarts,
+            r.recovery,
+            r.max_lag,
+            r.peak_sink_rss_mb,
+            r.sigterm_exit,
+            r.failure
+                .as_deref()
+                .map_or("ok".to_string(), |f| format!("FAILED: {f}")),
+        );
+    }
+    out
+}
+
+async fn suite(args: &Args) -> Result<bool> {
+    let root = args.root.canonicalize().context("the repository")?;
+    let bin = root.join(&args.bin);
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("chainflow-chaos-{}", std::process::id())),
+    };
+    let scenarios: Vec<Scenario> = (if args.full { full() } else { short() })
+        .into_iter()
+        .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.name))
+        .collect();
+    eprintln!("[chaos] private stack in {} (ports 29092, 28123, 28081)", dir.display());
+    let stack = stack::PrivateStack::up(&root, &dir)?;
+    let mut rows = Vec::new();
+    for (i, sc) in scenarios.iter().enumerate() {
+        eprintln!("[chaos] {} ({} options, {:?})", sc.name, sc.options, sc.fault);
+        let started = std::time::Instant::now();
+        let row = scenario::run(&stack, &bin, i, sc, args.seed).await;
+        eprintln!(
+            "[chaos] {}: {} in {:.0} s",
+            sc.name,
+            row.failure.as_deref().unwrap_or("ok"),
+            started.elapsed().as_secs_f64()
+        );
+        rows.push(row);
+    }
+    let text = table(&rows);
+    println!("{text}");
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    stack.down()?;
+    Ok(rows.iter().all(|r| r.failure.is_none()))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match suite(&args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("chainflow-chaos: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
