@@ -145,7 +145,14 @@ up() {
   build_chainflow
   start_kafka
   start_clickhouse
-  "$CHAINFLOW_BIN" topics
+  # a broker just started may still be opening its storage: a few tries
+  local try
+  for try in 1 2 3; do
+    if "$CHAINFLOW_BIN" topics; then break; fi
+    [ "$try" = 3 ] && die "creating the topics failed (see above)"
+    log "creating the topics failed; trying again in 5 s"
+    sleep 5
+  done
   start_registry
   start_prometheus
   "$CHAINFLOW_BIN" migrate

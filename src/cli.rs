@@ -49,8 +49,9 @@ impl From<LogFormatArg> for LogFormat {
 /// What to run.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the Schema Registry (Confluent REST API), persisted in the _schemas topic.
-    Registry,
+    /// Serve the Schema Registry (Confluent REST API), persisted in the _schemas topic, or
+    /// hash a password for one of its users.
+    Registry(RegistryCommand),
     /// Create the ClickHouse database and tables (idempotent).
     Migrate {
         /// Print the statements for a server version instead of applying them.
@@ -76,6 +77,23 @@ pub enum Command {
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// `chainflow registry [hash-password]`.
+#[derive(Debug, clap::Args)]
+pub struct RegistryCommand {
+    /// Without a subcommand: serve.
+    #[command(subcommand)]
+    pub action: Option<RegistrySubcommand>,
+}
+
+/// What `chainflow registry` can do besides serving.
+#[derive(Debug, Subcommand)]
+pub enum RegistrySubcommand {
+    /// Print the argon2id hash of a password for `[registry.users.NAME].password_hash`. The
+    /// password is read from standard input (first line), or asked for without echo on a
+    /// terminal.
+    HashPassword,
 }
 
 /// Options of `chainflow sink`.

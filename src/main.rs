@@ -45,6 +45,7 @@ async fn main() -> ExitCode {
         }
     };
     logging::init(config.observability.log_format);
+    tracing::debug!(?config, "configuration (secrets redacted)");
     match commands::dispatch(cli.command, config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -16,12 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 /// A codec for the configured Schema Registry.
 pub fn codec(config: &Config) -> Result<Arc<Codec>> {
-    let r = &config.registry;
-    Ok(Arc::new(Codec::new(registry_settings(
-        &r.url,
-        &r.username,
-        r.password.expose(),
-    )?)))
+    Ok(Arc::new(Codec::new(registry_settings(&config.registry)?)))
 }
 
 /// The enrich stage.
@@ -30,6 +25,7 @@ pub fn enrich(config: &Config, stats: Arc<StageStats>) -> Result<Enrich> {
         &config.enrich,
         &config.kafka,
         codec(config)?,
+        config.registry.unknown_id_grace(),
         config.product_terms()?,
         stats,
     ))
@@ -42,6 +38,7 @@ pub fn sinks(config: &Config, stats: &Arc<StageStats>) -> Result<Vec<Sink>> {
         &config.kafka,
         &config.clickhouse,
         &codec(config)?,
+        config.registry.unknown_id_grace(),
         stats,
     ))
 }

@@ -30,7 +30,7 @@ async fn undecodable_and_invalid_chains_are_dead_lettered_with_the_reason() {
     group_at_end(&cfg, &group, OPTION_CHAIN).await;
     let garbage_key = format!("GARBAGE|{}", names.tag());
     let garbage = b"not a confluent-framed avro record".to_vec();
-    let codec = Codec::new(registry_settings(&cfg.registry.url, "", "").unwrap());
+    let codec = Codec::new(registry_settings(&cfg.registry).unwrap());
     let quote = Quote {
         bid: 1.0,
         ask: 1.1,

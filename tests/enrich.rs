@@ -7,12 +7,12 @@
 mod common;
 
 use chainflow_codec::{registry_settings, Codec};
-use chainflow_config::{default_products, Config};
+use chainflow_config::{default_products, Config, RegistryConfig};
 use chainflow_contract::topics::{dlq, ENRICHED_CHAIN, OPTION_CHAIN};
 use chainflow_contract::{EnrichedOptionChain, OptionChain, Quote, Record, StrikeQuotes};
 use common::{
-    chainflow, consumer, ends, free_port, group_at_end, kill, product_config, stack, stack_pid, stack_up, status, tick,
-    wait_http, Names, Producer,
+    chainflow, consumer, ends, free_port, group_at_end, kill, metric, product_config, stack, stack_pid, stack_up,
+    status, tick, wait_http, Names, Producer,
 };
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Headers;
@@ -160,6 +160,8 @@ async fn every_kind_of_bad_input_is_dead_lettered_once_and_the_good_chains_flow(
         .env("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", format!("127.0.0.1:{port}"))
         // enriched chains over 150 kB are too large for this enricher's producer
         .env("CHAINFLOW_KAFKA__PROPERTIES__MESSAGE_MAX_BYTES", "150000")
+        // an unknown schema id is waited for 2 s (10 s by default), then dead-lettered
+        .env("CHAINFLOW_REGISTRY__UNKNOWN_ID_GRACE_MS", "2000")
         .spawn();
     wait_http(&format!("http://127.0.0.1:{port}/readyz"), 60).await;
     let producer = Producer::new(&cfg);
@@ -229,7 +231,16 @@ async fn every_kind_of_bad_input_is_dead_lettered_once_and_the_good_chains_flow(
 
     // every bad record dead-lettered once, with its kind; every good one enriched once
     let dead = read_dead_letters(&reader, dlq_start, &sent);
-    let enriched = read_enriched(&reader, partition, enriched_start[partition as usize], &sent).await;
+    let enriched = read_enriched(
+        &reader,
+        &cfg.registry,
+        partition,
+        enriched_start[partition as usize],
+        &sent,
+    )
+    .await;
+    let series = "chainflow_unknown_schema_waits_total{stage=\"enrich\"}";
+    assert!(metric(port, series).await >= 1.0, "the unknown id was waited for first");
     let ended = enrich.terminate(Duration::from_secs(35));
     assert!(ended.status.success(), "{}", ended.stderr);
     let mut stored = 0;
@@ -289,10 +300,9 @@ fn read_dead_letters(
         }
         let kind = header("chainflow.error.kind").unwrap_or_default();
         let omitted = header("chainflow.error.value_omitted").is_some() && m.payload().is_none();
-        assert!(
-            found.insert(offset, (kind, omitted)).is_none(),
-            "offset {offset} dead-lettered twice"
-        );
+        if let Some((first, _)) = found.insert(offset, (kind.clone(), omitted)) {
+            panic!("offset {offset} dead-lettered twice: {first}, then {kind}");
+        }
     }
     found
 }
@@ -300,13 +310,13 @@ fn read_dead_letters(
 /// How many enriched chains of `partition` from `start` come from each offset of `sent`.
 async fn read_enriched(
     reader: &std::sync::Arc<rdkafka::consumer::BaseConsumer>,
+    registry: &RegistryConfig,
     partition: i32,
     start: i64,
     sent: &[Sent],
 ) -> BTreeMap<i64, u32> {
     let wanted = sent.iter().filter(|s| s.kind.is_none()).count();
-    let cfg = stack();
-    let codec = Codec::new(registry_settings(&cfg.registry.url, "", "").unwrap());
+    let codec = Codec::new(registry_settings(registry).unwrap());
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(ENRICHED_CHAIN, partition, Offset::Offset(start))
         .unwrap();
@@ -335,6 +345,76 @@ async fn read_enriched(
         }
     }
     found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schema_id_assigned_after_its_record_arrived_is_waited_for() {
+    let cfg = stack();
+    let names = Names::new("late_id");
+    let product = names.product("LATE");
+    // a registry of its own, on a topic of its own
+    let registry = RegistryConfig {
+        url: format!("http://127.0.0.1:{}", free_port()),
+        ..cfg.registry.clone()
+    };
+    let state = std::env::temp_dir().join(format!("chainflow-{}", names.tag()));
+    let _registry = chainflow(&["registry"])
+        .env("CHAINFLOW_REGISTRY__LISTEN", registry.url.trim_start_matches("http://"))
+        .env("CHAINFLOW_REGISTRY__TOPIC", names.topic("_schemas"))
+        .env("CHAINFLOW_REGISTRY__STATE_DIR", &state)
+        .spawn();
+    wait_http(&format!("{}/subjects", registry.url), 60).await;
+    let group = names.group("enrich");
+    group_at_end(&cfg, &group, OPTION_CHAIN).await;
+    let reader = consumer(&cfg, &names.group("reader"));
+    let enriched_start = ends(&reader, ENRICHED_CHAIN, cfg.kafka.partitions).await;
+    let port = free_port();
+    let enrich = chainflow(&["enrich"])
+        .config(&config_for(&product))
+        .env("CHAINFLOW_ENRICH__GROUP_ID", &group)
+        .env("CHAINFLOW_REGISTRY__URL", &registry.url)
+        .env("CHAINFLOW_REGISTRY__UNKNOWN_ID_GRACE_MS", "30000")
+        .env("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", format!("127.0.0.1:{port}"))
+        .spawn();
+    wait_http(&format!("http://127.0.0.1:{port}/readyz"), 60).await;
+
+    // a chain written with the next schema id, which the registry has not assigned yet (as
+    // when another registry instance has just assigned it)
+    let mut next_id: u32 = 1;
+    while reqwest::get(format!("{}/schemas/ids/{next_id}", registry.url))
+        .await
+        .unwrap()
+        .status()
+        .is_success()
+    {
+        next_id += 1;
+    }
+    let late = chain(&product, 1, 21);
+    let schema = apache_avro::Schema::parse_str(OptionChain::SCHEMA).unwrap();
+    let mut payload = vec![0];
+    payload.extend_from_slice(&next_id.to_be_bytes());
+    chainflow_codec::write_body(&schema, &late, &mut payload).unwrap();
+    let (partition, offset) = Producer::new(&cfg).send_raw(OPTION_CHAIN, &late.key(), &payload).await;
+    let series = "chainflow_unknown_schema_waits_total{stage=\"enrich\"}";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(port, series).await < 1.0 {
+        assert!(Instant::now() < deadline, "the record was never waited for");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // now the schema is registered, and gets id 1
+    let codec = Codec::new(registry_settings(&registry).unwrap());
+    assert_eq!(codec.register::<OptionChain>().await.unwrap(), next_id);
+
+    // the held record is enriched, once
+    let sent = [Sent { offset, kind: None }];
+    let enriched = read_enriched(&reader, &registry, partition, enriched_start[partition as usize], &sent).await;
+    assert_eq!(enriched.get(&offset), Some(&1), "enriched once after the wait");
+    let ended = enrich.terminate(Duration::from_secs(35));
+    assert!(ended.status.success(), "{}", ended.stderr);
+    assert!(ended.stderr.contains("not known to the registry"), "{}", ended.stderr);
+    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[tokio::test(flavor = "multi_thread")]

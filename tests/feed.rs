@@ -143,7 +143,7 @@ fn expected(spec: &ProductSpec) -> Vec<MarketEvent> {
 /// the events by topic in partition order.
 async fn decode(read: &[Read]) -> BTreeMap<String, Vec<MarketEvent>> {
     let cfg = stack();
-    let codec = Codec::new(registry_settings(&cfg.registry.url, "", "").unwrap());
+    let codec = Codec::new(registry_settings(&cfg.registry).unwrap());
     let http = reqwest::Client::new();
     let mut ids = BTreeMap::new();
     for topic in TOPICS {

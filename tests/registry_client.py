@@ -1,6 +1,8 @@
 """Drives chainflow's Schema Registry with Confluent's own Python client (confluent-kafka),
-an implementation not written here. Usage: registry_client.py URL SUBJECT_PREFIX
-Exits non-zero, with the failing check, when the registry does not behave as the client expects."""
+an implementation not written here.
+Usage: registry_client.py URL SUBJECT_PREFIX [USER:PASSWORD CA_FILE]
+(with a user and a CA file: basic auth over HTTPS). Exits non-zero, with the failing check,
+when the registry does not behave as the client expects."""
 import json
 import sys
 import warnings
@@ -10,7 +12,11 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient  # noqa
 from confluent_kafka.schema_registry.error import SchemaRegistryError  # noqa: E402
 
 url, prefix = sys.argv[1], sys.argv[2]
-client = SchemaRegistryClient({"url": url})
+settings = {"url": url}
+if len(sys.argv) > 4:
+    settings["basic.auth.user.info"] = sys.argv[3]
+    settings["ssl.ca.location"] = sys.argv[4]
+client = SchemaRegistryClient(settings)
 subject = f"{prefix}-python-value"
 
 v1 = json.dumps({"type": "record", "name": "Tick", "namespace": "py",

@@ -689,7 +689,7 @@ async fn missing_chains(run: &Run<'_>, seed: u64, feeds: &[(i64, u64)]) -> Vec<S
 /// dead letters are due.
 async fn poison(run: &Run<'_>, key: &str) -> Result<(Counts, u64)> {
     let cfg = &run.stack.config;
-    let codec = Codec::new(registry_settings(&cfg.registry.url, "", "")?);
+    let codec = Codec::new(registry_settings(&cfg.registry)?);
     let producer: FutureProducer = chainflow_kafka::producer_config(&cfg.kafka).create()?;
     let send = |topic: &'static str, payload: Vec<u8>, id: Option<String>| {
         let producer = producer.clone();

@@ -4,6 +4,7 @@
 
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
+use chainflow_config::RegistryConfig;
 use chainflow_contract::Record;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
@@ -11,7 +12,8 @@ use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Why a payload could not be encoded or decoded.
@@ -66,14 +68,72 @@ fn registry_error(e: &SRCError) -> CodecError {
     })
 }
 
-/// Settings of the registry client.
-pub fn registry_settings(url: &str, username: &str, password: &str) -> Result<SrSettings, CodecError> {
-    let mut builder = SrSettings::new_builder(url.to_string());
+/// Settings of the registry client: `registry.url`, basic auth with `registry.username`
+/// and `registry.password`, and `registry.ca_file` trusted for an `https://` registry.
+pub fn registry_settings(section: &RegistryConfig) -> Result<SrSettings, CodecError> {
+    let mut builder = SrSettings::new_builder(section.url.clone());
     builder.set_timeout(Duration::from_secs(10));
-    if !username.is_empty() {
-        builder.set_basic_authorization(username, Some(password));
+    if !section.username.is_empty() {
+        builder.set_basic_authorization(&section.username, Some(section.password.expose()));
     }
-    builder.build().map_err(|e| registry_error(&e))
+    let mut client = reqwest::Client::builder();
+    if !section.ca_file.is_empty() {
+        let pem = std::fs::read(&section.ca_file)
+            .map_err(|e| CodecError::Registry(format!("registry.ca_file {}: {e}", section.ca_file)))?;
+        let ca = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| CodecError::Registry(format!("registry.ca_file {}: {e}", section.ca_file)))?;
+        client = client.add_root_certificate(ca);
+    }
+    builder.build_with(client).map_err(|e| registry_error(&e))
+}
+
+/// Where a record was read: the unknown-id grace is kept per partition.
+#[derive(Debug, Clone, Copy)]
+pub struct Position<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// How long a schema id the registry does not know is waited for before the record is
+/// dead-lettered (`registry.unknown_id_grace_ms`): another registry instance may have
+/// just assigned it. The wait is per partition, for the record it is held at; the first
+/// wait of a record is counted in `chainflow_unknown_schema_waits_total`.
+#[derive(Debug)]
+pub struct UnknownIdGrace {
+    limit: Duration,
+    stage: &'static str,
+    /// Per partition, the record waited for and since when.
+    since: std::sync::Mutex<HashMap<(String, i32), (i64, Instant)>>,
+}
+
+impl UnknownIdGrace {
+    /// A grace of `limit` for the stage `stage` (a metrics label).
+    pub fn new(limit: Duration, stage: &'static str) -> Self {
+        Self {
+            limit,
+            stage,
+            since: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the record at `at`, whose schema id is unknown, is still waited for (`true`)
+    /// or is to be dead-lettered (`false`), at `now`.
+    pub fn waits(&self, at: Position<'_>, now: Instant) -> bool {
+        let mut since = self.since.lock().expect("not poisoned");
+        let key = (at.topic.to_string(), at.partition);
+        match since.get(&key) {
+            Some((offset, started)) if *offset == at.offset => now.duration_since(*started) < self.limit,
+            _ => {
+                since.insert(key, (at.offset, now));
+                metrics::counter!("chainflow_unknown_schema_waits_total", "stage" => self.stage).increment(1);
+                !self.limit.is_zero()
+            }
+        }
+    }
 }
 
 /// Encodes and decodes [`Record`]s through the Schema Registry. Schemas are registered on
@@ -200,6 +260,29 @@ pub fn schema_id(payload: &[u8]) -> Result<u32, CodecError> {
 mod tests {
     use super::*;
     use chainflow_contract::{EnrichedOptionChain, OptionChain, OptionQuote, UnderlyingTick};
+
+    #[test]
+    fn an_unknown_id_is_waited_for_per_partition_then_given_up() {
+        let grace = UnknownIdGrace::new(Duration::from_secs(10), "test");
+        let t0 = Instant::now();
+        let at = |partition, offset| Position {
+            topic: "t",
+            partition,
+            offset,
+        };
+        assert!(grace.waits(at(0, 5), t0));
+        assert!(grace.waits(at(0, 5), t0 + Duration::from_secs(9)));
+        // another partition waits on its own clock
+        assert!(grace.waits(at(1, 7), t0 + Duration::from_secs(9)));
+        assert!(!grace.waits(at(0, 5), t0 + Duration::from_secs(10)));
+        // given up stays given up for that record (it is read again after the release)
+        assert!(!grace.waits(at(0, 5), t0 + Duration::from_secs(11)));
+        // the next unknown record of the partition starts a new wait
+        assert!(grace.waits(at(0, 6), t0 + Duration::from_secs(11)));
+        assert!(grace.waits(at(1, 7), t0 + Duration::from_secs(18)));
+        // no grace: dead-lettered at once
+        assert!(!UnknownIdGrace::new(Duration::ZERO, "test").waits(at(0, 1), t0));
+    }
 
     #[test]
     fn schema_id_reads_the_header_and_rejects_bad_framing() {

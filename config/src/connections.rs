@@ -2,6 +2,7 @@
 
 use crate::secret::{Properties, Secret};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Kafka connection and topic provisioning (`[kafka]`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -20,21 +21,72 @@ pub struct KafkaConfig {
     pub retention_ms: i64,
 }
 
-/// Schema Registry: the client settings every stage uses, and where `chainflow registry`
+/// Schema Registry: the client settings every stage uses, and how `chainflow registry`
 /// serves (`[registry]`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
     /// Base URL the serializers use.
     pub url: String,
-    /// Basic-auth user (empty: no auth).
+    /// Basic-auth user the stages present (empty: none).
     pub username: String,
-    /// Basic-auth password.
+    /// Basic-auth password the stages present.
     pub password: Secret,
+    /// PEM file of a CA the stages trust for an `https://` registry (empty: the system's).
+    pub ca_file: String,
+    /// How long a stage waits for a schema id the registry does not know yet (another
+    /// instance may have just assigned it) before dead-lettering the record, per partition,
+    /// with the partition paused.
+    pub unknown_id_grace_ms: u64,
     /// Address `chainflow registry` listens on.
     pub listen: String,
-    /// Topic `chainflow registry` keeps its state in (one partition).
+    /// Topic `chainflow registry` keeps its state in (one partition, compacted, kept forever).
     pub topic: String,
+    /// Directory where `chainflow registry` keeps the highest id it ever served, so that a
+    /// wiped topic never makes it hand out an old id again (empty: not kept on disk).
+    pub state_dir: String,
+    /// Serve reads only: every change is refused (422, error code 42205).
+    pub read_only: bool,
+    /// Largest request body accepted, bytes (larger: 413).
+    pub max_request_bytes: usize,
+    /// Largest schema accepted, bytes of its text (larger: 413).
+    pub max_schema_bytes: usize,
+    /// TLS for `chainflow registry` (both files, or neither for plain HTTP).
+    pub tls: RegistryTls,
+    /// Users of `chainflow registry`, by name; none: no authentication.
+    pub users: BTreeMap<String, RegistryUser>,
+}
+
+/// The registry's certificate and key (`[registry.tls]`), PEM files.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryTls {
+    /// Certificate chain, leaf first.
+    pub cert_file: String,
+    /// Private key (PKCS#8, PKCS#1 or SEC1; not encrypted).
+    pub key_file: String,
+}
+
+/// What a registry user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegistryRole {
+    /// Reads, lookups and compatibility checks.
+    ReadOnly,
+    /// Everything, registrations and deletions included.
+    ReadWrite,
+}
+
+/// One user of `chainflow registry` (`[registry.users.NAME]`), authenticated with HTTP
+/// basic auth.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryUser {
+    /// What the user may do.
+    pub role: RegistryRole,
+    /// The password's argon2id hash in PHC form (`chainflow registry hash-password`);
+    /// plaintext is refused.
+    pub password_hash: String,
 }
 
 /// ClickHouse over HTTP(S) (`[clickhouse]`).
@@ -72,8 +124,16 @@ impl Default for RegistryConfig {
             url: "http://127.0.0.1:8081".into(),
             username: String::new(),
             password: Secret::default(),
+            ca_file: String::new(),
+            unknown_id_grace_ms: 10_000,
             listen: "127.0.0.1:8081".into(),
             topic: "_schemas".into(),
+            state_dir: ".chainflow/registry".into(),
+            read_only: false,
+            max_request_bytes: 1 << 20,
+            max_schema_bytes: 256 << 10,
+            tls: RegistryTls::default(),
+            users: BTreeMap::new(),
         }
     }
 }
@@ -90,13 +150,23 @@ impl Default for ClickHouseConfig {
     }
 }
 
-/// An `http://` or `https://` URL, for `field`.
-fn check_url(field: &str, url: &str) -> Result<(), String> {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(())
-    } else {
-        Err(format!("{field}: expected an http:// or https:// URL, got {url:?}"))
+/// An `http://` or `https://` URL without credentials, for `field`; `user` and `password`
+/// name the fields credentials go in instead. The URL is never quoted when it carries
+/// credentials.
+fn check_url(field: &str, url: &str, user: &str, password: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
+        if url.contains('@') {
+            return Err(format!("{field}: expected an http:// or https:// URL"));
+        }
+        return Err(format!("{field}: expected an http:// or https:// URL, got {url:?}"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(format!(
+            "{field}: credentials in the URL (user:password@) are refused; set {user} and {password}"
+        ));
     }
+    Ok(())
 }
 
 impl KafkaConfig {
@@ -125,11 +195,44 @@ impl KafkaConfig {
 }
 
 impl RegistryConfig {
+    /// `unknown_id_grace_ms` as a duration.
+    pub fn unknown_id_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.unknown_id_grace_ms)
+    }
+
     /// Checks every field; the error names it.
     pub fn validate(&self) -> Result<(), String> {
-        check_url("registry.url", &self.url)?;
+        check_url("registry.url", &self.url, "registry.username", "registry.password")?;
         if self.topic.trim().is_empty() {
             return Err("registry.topic: must not be empty".into());
+        }
+        if self.max_request_bytes < 1024 {
+            return Err(format!(
+                "registry.max_request_bytes: at least 1024, got {}",
+                self.max_request_bytes
+            ));
+        }
+        if self.max_schema_bytes < 64 || self.max_schema_bytes > self.max_request_bytes {
+            return Err(format!(
+                "registry.max_schema_bytes: from 64 to registry.max_request_bytes ({}), got {}",
+                self.max_request_bytes, self.max_schema_bytes
+            ));
+        }
+        if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
+            return Err("registry.tls: set both cert_file and key_file, or neither".into());
+        }
+        for (name, user) in &self.users {
+            if name.is_empty() || name.contains(':') {
+                return Err(format!(
+                    "registry.users.{name}: a user name is not empty and has no ':'"
+                ));
+            }
+            if !user.password_hash.starts_with("$argon2id$") {
+                return Err(format!(
+                    "registry.users.{name}.password_hash: expected an argon2id hash ($argon2id$...) as \
+                     printed by `chainflow registry hash-password`; plaintext passwords are refused"
+                ));
+            }
         }
         Ok(())
     }
@@ -138,7 +241,7 @@ impl RegistryConfig {
 impl ClickHouseConfig {
     /// Checks every field; the error names it.
     pub fn validate(&self) -> Result<(), String> {
-        check_url("clickhouse.url", &self.url)?;
+        check_url("clickhouse.url", &self.url, "clickhouse.user", "clickhouse.password")?;
         let identifier = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !identifier(&self.database) {
             return Err(format!(

@@ -14,9 +14,9 @@ mod secret;
 mod sources;
 mod stages;
 
-pub use connections::{ClickHouseConfig, KafkaConfig, RegistryConfig};
+pub use connections::{ClickHouseConfig, KafkaConfig, RegistryConfig, RegistryRole, RegistryTls, RegistryUser};
 pub use product::{check_rate, default_products, parse_close, parse_time_zone, Product, ProductSpec};
-pub use secret::{is_secret_property, Properties, Secret};
+pub use secret::{is_secret_field, is_secret_property, Properties, Secret};
 pub use sources::ConfigError;
 pub use stages::{
     default_metrics_port, EnrichConfig, FeedConfig, LogFormat, ObservabilityConfig, PipelineConfig, RetryConfig,
@@ -251,6 +251,65 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_text_from_every_source_and_never_echoed() {
+        let c = load("[clickhouse]\npassword = 918273645\n", &[], &[]).unwrap();
+        assert_eq!(c.clickhouse.password.expose(), "918273645");
+        let c = load(
+            "",
+            &[("CHAINFLOW_CLICKHOUSE__PASSWORD", "918273645")],
+            &["registry.password=true"],
+        )
+        .unwrap();
+        assert_eq!(c.clickhouse.password.expose(), "918273645");
+        assert_eq!(c.registry.password.expose(), "true");
+        let c = load("", &[("CHAINFLOW_KAFKA__PROPERTIES__SASL_PASSWORD", "0042")], &[]).unwrap();
+        assert_eq!(c.kafka.properties.get("sasl.password"), Some("0042"));
+        for (file, sets) in [
+            ("[clickhouse]\npassword = \"918273645\"\npasword = 1\n", vec![]),
+            ("", vec!["clickhouse.url=http://default:918273645@127.0.0.1:8123"]),
+            ("", vec!["registry.url=https://u:918273645@registry:8081/x"]),
+            ("", vec!["registry.url=u:918273645@registry:8081"]),
+        ] {
+            let e = load(file, &[], &sets).unwrap_err().to_string();
+            assert!(!e.contains("918273645"), "{e}");
+        }
+        let e = load("", &[], &["clickhouse.url=http://default:pw@127.0.0.1:8123"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("clickhouse.url") && e.contains("clickhouse.password"), "{e}");
+    }
+
+    #[test]
+    fn registry_users_need_an_argon2id_hash() {
+        let e = load(
+            "[registry.users.alice]\nrole = \"read-write\"\npassword_hash = \"hunter2\"\n",
+            &[],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("registry.users.alice.password_hash") && e.contains("hash-password") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = load(
+            "[registry.users.bob]\nrole = \"admin\"\npassword_hash = \"$argon2id$x\"\n",
+            &[],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("registry.users.bob.role") && e.contains("read-only"), "{e}");
+        let c = load(
+            "[registry.users.carol]\nrole = \"read-only\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA\"\n",
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.registry.users["carol"].role, RegistryRole::ReadOnly);
+    }
+
+    #[test]
     fn each_component_has_its_own_metrics_port_unless_configured() {
         let c = load("", &[], &[]).unwrap();
         let at = |cmd| c.observability.metrics_address(cmd);
@@ -288,6 +347,8 @@ mod tests {
             ("enrich.max_strikes=0", "enrich.max_strikes"),
             ("registry.topic= ", "registry.topic"),
             ("kafka.replication_factor=0", "kafka.replication_factor"),
+            ("registry.max_schema_bytes=10", "registry.max_schema_bytes"),
+            ("registry.tls.cert_file=/x.pem", "registry.tls"),
         ] {
             let e = load("", &[], &[set]).unwrap_err().to_string();
             assert!(e.contains(field), "{set}: {e}");

@@ -1,5 +1,6 @@
 //! Where configuration values come from, merged into one TOML table.
 
+use crate::secret::is_secret_field;
 use serde::de::DeserializeOwned;
 use std::path::Path;
 use thiserror::Error;
@@ -45,7 +46,7 @@ pub(crate) fn merge(
             })?;
             text.parse::<Table>().map_err(|e| ConfigError::Syntax {
                 path: path.display().to_string(),
-                message: e.to_string(),
+                message: syntax_message(&text, &e),
             })?
         }
         None => Table::new(),
@@ -76,6 +77,20 @@ pub(crate) fn merge(
     Ok(table)
 }
 
+/// Where and what the TOML error is, without the parser's quote of the line (which may
+/// hold a secret).
+fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {}", e.message())
+        }
+        None => e.message().to_string(),
+    }
+}
+
 /// Deserializes the merged table, reporting the dotted path of a bad field.
 pub(crate) fn deserialize<T: DeserializeOwned>(table: Table) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
@@ -100,7 +115,7 @@ fn env_path(rest: &str) -> Vec<String> {
 }
 
 /// Sets `path` in `table` to `raw`, read as a TOML value when it is one (numbers, booleans)
-/// and as a string otherwise; librdkafka properties always stay strings.
+/// and as a string otherwise; librdkafka properties and secrets always stay strings.
 fn set(table: &mut Table, path: &[String], raw: &str, origin: &str) -> Result<(), ConfigError> {
     let Some((last, parents)) = path.split_last() else {
         return Err(ConfigError::Invalid(format!("{origin}: empty key")));
@@ -112,7 +127,7 @@ fn set(table: &mut Table, path: &[String], raw: &str, origin: &str) -> Result<()
         )));
     }
     let is_property = parents.len() == 2 && parents[0] == "kafka" && parents[1] == "properties";
-    let value = if is_property {
+    let value = if is_property || is_secret_field(last) {
         Value::String(raw.into())
     } else {
         scalar(raw)
@@ -152,6 +167,23 @@ mod tests {
             env_path("PRODUCTS__BANKNIFTY__LOT_SIZE"),
             ["products", "BANKNIFTY", "lot_size"]
         );
+    }
+
+    #[test]
+    fn secrets_stay_text() {
+        let mut t = Table::new();
+        set(&mut t, &["clickhouse".into(), "password".into()], "918273645", "env").unwrap();
+        set(&mut t, &["registry".into(), "password".into()], "true", "env").unwrap();
+        assert_eq!(t["clickhouse"]["password"], Value::String("918273645".into()));
+        assert_eq!(t["registry"]["password"], Value::String("true".into()));
+    }
+
+    #[test]
+    fn a_syntax_error_says_where_without_quoting_the_line() {
+        let text = "[clickhouse]\npassword = hunter2\n";
+        let e = text.parse::<Table>().unwrap_err();
+        let m = syntax_message(text, &e);
+        assert!(m.starts_with("line 2, column 12:") && !m.contains("hunter2"), "{m}");
     }
 
     #[test]

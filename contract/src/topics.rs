@@ -45,13 +45,16 @@ pub fn dlq(source: &str) -> String {
     format!("dlq.{source}")
 }
 
-/// A topic the project creates, with how it is partitioned.
+/// A topic the project creates, with how it is partitioned and kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSpec {
     /// Topic name.
     pub name: String,
     /// Partition count.
     pub partitions: i32,
+    /// Compacted and kept forever (`cleanup.policy=compact`, `retention.ms=-1`: the
+    /// registry's state) rather than deleted after `kafka.retention_ms`.
+    pub compacted: bool,
 }
 
 /// The dead-letter topics of the data topics, in the order [`provisioned`] lists them.
@@ -63,7 +66,8 @@ pub fn dead_letter_topics() -> Vec<String> {
 }
 
 /// Every topic chainflow uses; market and enriched topics get `partitions` partitions, dead
-/// letters and the registry's topic (`registry.topic`, `_schemas` by default) exactly one.
+/// letters and the registry's topic (`registry.topic`, `_schemas` by default) exactly one;
+/// the registry's topic is compacted and kept forever.
 /// Enriched chains share the raw chain's partition count so that a chain key lands on the
 /// same partition number in both topics.
 pub fn provisioned(partitions: i32, registry_topic: &str) -> Vec<TopicSpec> {
@@ -73,15 +77,18 @@ pub fn provisioned(partitions: i32, registry_topic: &str) -> Vec<TopicSpec> {
         .map(|t| TopicSpec {
             name: t.to_string(),
             partitions,
+            compacted: false,
         })
         .chain(data.iter().map(|t| TopicSpec {
             name: dlq(t),
             partitions: 1,
+            compacted: false,
         }))
         .collect();
     specs.push(TopicSpec {
         name: registry_topic.into(),
         partitions: 1,
+        compacted: true,
     });
     specs
 }
@@ -95,6 +102,8 @@ mod tests {
         let specs = provisioned(6, "_schemas");
         let get = |n: &str| specs.iter().find(|s| s.name == n).unwrap().partitions;
         assert_eq!(get("_schemas"), 1);
+        let compacted: Vec<&str> = specs.iter().filter(|s| s.compacted).map(|s| s.name.as_str()).collect();
+        assert_eq!(compacted, ["_schemas"]);
         assert_eq!(get(OPTION_CHAIN), 6);
         assert_eq!(get(ENRICHED_CHAIN), 6);
         assert_eq!(get("dlq.market.option_chain"), 1);

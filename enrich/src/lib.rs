@@ -18,11 +18,11 @@ pub mod worker;
 
 use anyhow::{Context, Result};
 use chainflow_analytics::ProductTerms;
-use chainflow_codec::Codec;
+use chainflow_codec::{Codec, UnknownIdGrace};
 use chainflow_config::{EnrichConfig, KafkaConfig};
 use chainflow_contract::topics::OPTION_CHAIN;
 use chainflow_contract::EnrichedOptionChain;
-use chainflow_kafka::{blocking, consumer_config, producer_config};
+use chainflow_kafka::{blocking, consumer_config, producer_config, Holds};
 use chainflow_runtime::{RetryPolicy, Stage, StageContext, StageStats};
 use context::EnrichContext;
 use process::{Limits, Processor};
@@ -38,12 +38,13 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// librdkafka's default `message.max.bytes`, when `kafka.properties` does not set it.
 const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 
-/// The enrich stage, built from `[enrich]`, the Kafka connection, a registry codec and the
-/// products' valuation terms.
+/// The enrich stage, built from `[enrich]`, the Kafka connection, a registry codec (and how
+/// long it waits for an unknown schema id) and the products' valuation terms.
 pub struct Enrich {
     section: EnrichConfig,
     kafka: KafkaConfig,
     codec: Arc<Codec>,
+    unknown_id_grace: Duration,
     products: BTreeMap<String, ProductTerms>,
     stats: Arc<StageStats>,
 }
@@ -54,6 +55,7 @@ impl Enrich {
         section: &EnrichConfig,
         kafka: &KafkaConfig,
         codec: Arc<Codec>,
+        unknown_id_grace: Duration,
         products: BTreeMap<String, ProductTerms>,
         stats: Arc<StageStats>,
     ) -> Self {
@@ -61,6 +63,7 @@ impl Enrich {
             section: section.clone(),
             kafka: kafka.clone(),
             codec,
+            unknown_id_grace,
             products,
             stats,
         }
@@ -129,7 +132,13 @@ impl Enrich {
         Ok(Some(Worker {
             consumer,
             producer,
-            processor: Processor::new(self.codec.clone(), self.products, limits),
+            processor: Processor::new(
+                self.codec.clone(),
+                UnknownIdGrace::new(self.unknown_id_grace, "enrich"),
+                self.products,
+                limits,
+            ),
+            holds: Holds::default(),
             transactional,
             batch_records: self.section.batch_records,
             max_bytes: limits.max_bytes,

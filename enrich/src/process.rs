@@ -1,13 +1,15 @@
 //! One raw record in, what to produce out: its enriched chain, or a dead letter with the
-//! reason. A Schema Registry that cannot be reached is the only failure: the record is
-//! tried again later, never dead-lettered.
+//! reason. Two things make a record wait instead: a Schema Registry that cannot be reached
+//! (tried again later, never dead-lettered), and a schema id the registry does not know
+//! yet (its partition waits up to `registry.unknown_id_grace_ms`, then it is dead-lettered).
 
 use chainflow_analytics::{enrich_chain, ProductTerms, Source};
-use chainflow_codec::Codec;
+use chainflow_codec::{Codec, CodecError, Position, UnknownIdGrace};
 use chainflow_contract::topics::{is_dead_letter_header, HEADER_ID};
 use chainflow_contract::{OptionChain, Record};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 /// Bytes a record takes beyond its key, value and headers in a Kafka record batch, at most
 /// (the record and batch framing), so that the size check errs on the safe side.
@@ -43,33 +45,55 @@ pub enum Output {
     },
 }
 
-/// The registry could not be reached (or answered with an error that may pass).
+/// Why a record cannot be processed yet.
 #[derive(Debug)]
-pub struct Unavailable(pub String);
+pub enum NotYet {
+    /// The registry could not be reached (or answered with an error that may pass): every
+    /// partition waits.
+    Unavailable(String),
+    /// The record's schema id is not known to the registry yet: its partition waits.
+    UnknownId(u32),
+}
 
 /// Turns raw chains into enriched ones.
 pub struct Processor {
     codec: std::sync::Arc<Codec>,
+    grace: UnknownIdGrace,
     products: BTreeMap<String, ProductTerms>,
     limits: Limits,
 }
 
 impl Processor {
-    /// A processor over `codec`, with the products' terms and `limits`.
-    pub fn new(codec: std::sync::Arc<Codec>, products: BTreeMap<String, ProductTerms>, limits: Limits) -> Self {
+    /// A processor over `codec` waiting `grace` for unknown ids, with the products' terms
+    /// and `limits`.
+    pub fn new(
+        codec: std::sync::Arc<Codec>,
+        grace: UnknownIdGrace,
+        products: BTreeMap<String, ProductTerms>,
+        limits: Limits,
+    ) -> Self {
         Self {
             codec,
+            grace,
             products,
             limits,
         }
     }
 
     /// What `msg` becomes.
-    pub async fn process(&self, msg: &OwnedMessage, processed_at: i64) -> Result<Output, Unavailable> {
+    pub async fn process(&self, msg: &OwnedMessage, processed_at: i64) -> Result<Output, NotYet> {
         let dead = |kind, message| Ok(Output::DeadLetter { kind, message });
+        let at = Position {
+            topic: msg.topic(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+        };
         let chain: OptionChain = match self.codec.decode(msg.payload().unwrap_or_default()).await {
             Ok(c) => c,
-            Err(e) if e.is_transient() => return Err(Unavailable(e.to_string())),
+            Err(e) if e.is_transient() => return Err(NotYet::Unavailable(e.to_string())),
+            Err(CodecError::UnknownSchema(id)) if self.grace.waits(at, Instant::now()) => {
+                return Err(NotYet::UnknownId(id))
+            }
             Err(e) => return dead(e.kind(), e.to_string()),
         };
         if chain.strikes.len() > self.limits.max_strikes {
@@ -93,7 +117,7 @@ impl Processor {
         };
         let value = match self.codec.encode(&enriched).await {
             Ok(v) => v,
-            Err(e) if e.is_transient() => return Err(Unavailable(e.to_string())),
+            Err(e) if e.is_transient() => return Err(NotYet::Unavailable(e.to_string())),
             Err(e) => return dead("encode", e.to_string()),
         };
         let key = enriched.key();

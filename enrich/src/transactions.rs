@@ -53,6 +53,7 @@ pub async fn producer(kafka: &KafkaConfig, group: &str) -> Result<FutureProducer
         &[TopicSpec {
             name: TRANSACTION_PROBE.into(),
             partitions: 1,
+            compacted: false,
         }],
     )
     .await?;

@@ -6,13 +6,13 @@
 //! the retry budget.
 
 use crate::context::EnrichContext;
-use crate::process::{Output, Processor, Unavailable, RECORD_OVERHEAD};
+use crate::process::{NotYet, Output, Processor, RECORD_OVERHEAD};
 use crate::transactions::TRANSACTION_TIMEOUT;
 use anyhow::{anyhow, Context, Result};
 use chainflow_contract::topics::ENRICHED_CHAIN;
 use chainflow_kafka::consumer::rewind;
-use chainflow_kafka::{blocking, DeadLetter};
-use chainflow_runtime::{Backoff, RetryPolicy, StageContext, StageStats};
+use chainflow_kafka::{blocking, DeadLetter, Holds};
+use chainflow_runtime::{sleep_until, Backoff, RetryPolicy, StageContext, StageStats};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage, ToBytes};
@@ -78,6 +78,8 @@ pub struct Worker {
     pub producer: FutureProducer,
     /// Raw chains to enriched ones.
     pub processor: Processor,
+    /// Partitions held at a record whose schema id the registry does not know yet.
+    pub holds: Holds,
     /// Kafka transactions.
     pub transactional: bool,
     /// Records per batch, at most.
@@ -94,12 +96,17 @@ pub struct Worker {
 
 impl Worker {
     /// Runs until `ctx` says stop; a batch in progress is finished first.
-    pub async fn run(self, ctx: &StageContext) -> Result<()> {
+    pub async fn run(mut self, ctx: &StageContext) -> Result<()> {
         let mut failing: Option<(Instant, Backoff)> = None;
         loop {
+            let check = self.holds.next_check();
             let first = tokio::select! {
                 biased;
                 () = ctx.stopped() => break,
+                () = sleep_until(check), if check.is_some() => {
+                    self.check_holds().await?;
+                    continue;
+                }
                 m = self.consumer.recv() => m,
             };
             let first = match first {
@@ -110,7 +117,13 @@ impl Worker {
                     continue;
                 }
             };
-            self.consumer.context().take_revoked(); // between batches, nothing to undo
+            if self.consumer.context().take_revoked() {
+                // between batches, nothing to undo; the holds went with the partitions
+                self.holds.clear(&*self.consumer);
+            }
+            if self.holds.skips(&first) {
+                continue;
+            }
             let started = Instant::now();
             match self.batch(first).await {
                 Ok((Ended::Committed(batch), waiting)) => {
@@ -127,6 +140,7 @@ impl Worker {
                             .context("aborting the transaction of revoked partitions")?;
                     }
                     rewind(&self.consumer).await?;
+                    self.holds.clear(&*self.consumer);
                 }
                 Err(e) => {
                     if self.transactional {
@@ -137,12 +151,29 @@ impl Worker {
                     if let Err(r) = rewind(&self.consumer).await {
                         tracing::warn!(error = %format!("{r:#}"), "rewinding to the committed offsets failed");
                     }
+                    self.holds.clear(&*self.consumer);
                     metrics::counter!("chainflow_enrich_aborted_batches_total").increment(1);
                     self.failed(&mut failing, "a batch", &e).await?;
                 }
             }
         }
         tracing::info!("enrich stopped");
+        Ok(())
+    }
+
+    /// Tries the held records again; releases the partitions whose record can now be
+    /// processed (or, its grace over, dead-lettered), so that it is read again.
+    async fn check_holds(&mut self) -> Result<()> {
+        for msg in self.holds.due(Instant::now()) {
+            if self.processor.process(&msg, 0).await.is_ok() {
+                tracing::info!(
+                    partition = msg.partition(),
+                    offset = msg.offset(),
+                    "held partition released"
+                );
+                self.holds.release(&self.consumer, &msg).await?;
+            }
+        }
         Ok(())
     }
 
@@ -164,7 +195,7 @@ impl Worker {
 
     /// One batch: `first` and what follows within the size and time limits, up to a record
     /// the registry cannot serve (returned, to be waited out once the rest is committed).
-    async fn batch(&self, first: OwnedMessage) -> Result<(Ended, Option<(OwnedMessage, String)>)> {
+    async fn batch(&mut self, first: OwnedMessage) -> Result<(Ended, Option<(OwnedMessage, String)>)> {
         if self.transactional {
             self.producer.begin_transaction().context("beginning a transaction")?;
         }
@@ -174,16 +205,30 @@ impl Worker {
         let mut waiting = None;
         while let Some(msg) = next.take() {
             let processed_at = chrono::Utc::now().timestamp_micros();
-            match self.processor.process(&msg, processed_at).await {
-                Err(Unavailable(why)) => {
-                    waiting = Some((msg, why));
-                    break;
+            if !self.holds.skips(&msg) {
+                match self.processor.process(&msg, processed_at).await {
+                    Err(NotYet::Unavailable(why)) => {
+                        waiting = Some((msg, why));
+                        break;
+                    }
+                    Err(NotYet::UnknownId(id)) => {
+                        tracing::warn!(
+                            id,
+                            partition = msg.partition(),
+                            offset = msg.offset(),
+                            "schema id {id} is not known to the registry (yet): partition held, for up to \
+                             registry.unknown_id_grace_ms"
+                        );
+                        self.holds.hold(&*self.consumer, msg);
+                    }
+                    Ok(out) => {
+                        self.produce(&msg, out, &mut batch).await?;
+                        batch
+                            .next
+                            .insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
+                    }
                 }
-                Ok(out) => self.produce(&msg, out, &mut batch).await?,
             }
-            batch
-                .next
-                .insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
             if self.consumer.context().take_revoked() {
                 return Ok((Ended::Abandoned, None));
             }
@@ -325,6 +370,7 @@ impl Worker {
         rewind(&self.consumer).await?;
         let assignment = self.consumer.assignment().context("reading the assignment")?;
         self.consumer.resume(&assignment).context("resuming the partitions")?;
+        self.holds.repause(&*self.consumer);
         ctx.set_ready(true);
         tracing::info!("the Schema Registry answers again: partitions resumed");
         Ok(())

@@ -3,11 +3,15 @@
 use anyhow::{bail, Context, Result};
 use chainflow_config::KafkaConfig;
 use chainflow_contract::topics::TopicSpec;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How long the broker has to answer at all.
+const REACH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `ensure_topics` did with one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +23,7 @@ pub enum TopicOutcome {
 }
 
 /// Creates every topic in `specs` that does not exist yet, with its partition count and
-/// `retention.ms`, and reports what is there. An existing topic with another partition
+/// `retention.ms` (or compacted and kept forever), and reports what is there. An existing topic with another partition
 /// count is an error: keys would move between partitions.
 pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<Vec<(TopicSpec, TopicOutcome)>> {
     let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(
@@ -27,15 +31,31 @@ pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<V
             .create()
             .context("creating the Kafka admin client")?,
     );
+    // a broker that does not answer is an error in bounded time, not a wait for ever
+    crate::blocking::fetch_metadata(&admin, None, REACH_TIMEOUT)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach Kafka at {} within {} s (kafka.bootstrap_servers)",
+                kafka.bootstrap_servers,
+                REACH_TIMEOUT.as_secs()
+            )
+        })?;
     let retention = kafka.retention_ms.to_string();
     let new: Vec<NewTopic> = specs
         .iter()
         .map(|s| {
-            NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(kafka.replication_factor))
-                .set("retention.ms", &retention)
+            let topic = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(kafka.replication_factor));
+            if s.compacted {
+                topic.set("cleanup.policy", "compact").set("retention.ms", "-1")
+            } else {
+                topic.set("retention.ms", &retention)
+            }
         })
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(30)))
+        .request_timeout(Some(Duration::from_secs(30)));
     let results = admin
         .create_topics(new.iter(), &opts)
         .await
@@ -75,4 +95,27 @@ pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<V
         out.push((spec.clone(), outcome));
     }
     Ok(out)
+}
+
+/// The configuration of `topic` as the broker describes it: every entry it reports (Apache
+/// Kafka lists defaults too; Tansu and nisshi only what was set).
+pub async fn topic_config(kafka: &KafkaConfig, topic: &str) -> Result<BTreeMap<String, String>> {
+    let admin: AdminClient<DefaultClientContext> = crate::client::producer_config(kafka)
+        .create()
+        .context("creating the Kafka admin client")?;
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
+        .await
+        .with_context(|| format!("describing topic {topic}"))?;
+    let resource = results
+        .into_iter()
+        .next()
+        .with_context(|| format!("no description of topic {topic}"))?
+        .with_context(|| format!("describing topic {topic}"))?;
+    Ok(resource
+        .entries
+        .into_iter()
+        .filter_map(|e| e.value.map(|v| (e.name, v)))
+        .collect())
 }

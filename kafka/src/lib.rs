@@ -7,7 +7,9 @@ pub mod blocking;
 pub mod client;
 pub mod consumer;
 pub mod dlq;
+pub mod hold;
 
-pub use admin::{ensure_topics, TopicOutcome};
+pub use admin::{ensure_topics, topic_config, TopicOutcome};
 pub use client::{consumer_config, producer_config, transactional_producer_config};
 pub use dlq::DeadLetter;
+pub use hold::Holds;

@@ -2,8 +2,8 @@
 
 use crate::compat::Level;
 use crate::error::RegistryError;
-use crate::store::{parse, Registration, Store, SubjectVersion};
-use crate::topic::SchemaTopic;
+use crate::instance::Instance;
+use crate::store::{parse, SubjectVersion};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -14,51 +14,21 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::{Mutex, RwLock};
 
 /// Content type of every answer.
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
-/// Shared state: reads take the store; changes are serialized by the topic lock, written
-/// to `_schemas`, and applied after the broker acknowledged them.
-pub struct Registry {
-    store: RwLock<Store>,
-    topic: Mutex<SchemaTopic>,
+/// What the handlers share: the instance, and the largest schema accepted.
+pub struct Api {
+    /// The registry instance.
+    pub instance: Arc<Instance>,
+    /// `registry.max_schema_bytes`.
+    pub max_schema_bytes: usize,
 }
 
-type Shared = Arc<Registry>;
+type Shared = Arc<Api>;
 type Params = Query<HashMap<String, String>>;
 type Reply = Result<Value, RegistryError>;
-
-impl Registry {
-    /// Wraps a replayed store and its topic.
-    pub fn new(topic: SchemaTopic, store: Store) -> Self {
-        Self {
-            store: RwLock::new(store),
-            topic: Mutex::new(topic),
-        }
-    }
-
-    /// Plans a change under the write lock, persists it, applies it, and answers.
-    async fn change<T>(
-        &self,
-        plan: impl FnOnce(&Store) -> Result<(T, Vec<crate::log::Entry>), RegistryError>,
-    ) -> Result<T, RegistryError> {
-        let topic = self.topic.lock().await;
-        let (answer, entries) = plan(&*self.store.read().await)?;
-        if !entries.is_empty() {
-            topic
-                .append(&entries)
-                .await
-                .map_err(|e| RegistryError::store(format!("{e:#}")))?;
-            let mut store = self.store.write().await;
-            for e in &entries {
-                store.apply(e).map_err(RegistryError::store)?;
-            }
-        }
-        Ok(answer)
-    }
-}
 
 /// The registry's routes.
 pub fn router(registry: Shared) -> Router {
@@ -92,7 +62,9 @@ pub fn router(registry: Shared) -> Router {
         .with_state(registry)
 }
 
-fn reply(result: Reply) -> Response {
+/// An answer in Confluent's shape: the value, or `{"error_code", "message"}` with the
+/// error's status.
+pub fn reply(result: Reply) -> Response {
     let (status, body) = match result {
         Ok(v) => (StatusCode::OK, v),
         Err(e) => (
@@ -116,9 +88,17 @@ struct SchemaBody {
     references: Vec<Value>,
 }
 
-/// Parses a `{"schema": ...}` body; only Avro without references is supported.
-fn schema_body(body: &Bytes) -> Result<String, RegistryError> {
+/// Parses a `{"schema": ...}` body; only Avro without references is supported, up to
+/// `registry.max_schema_bytes`.
+fn schema_body(r: &Api, body: &Bytes) -> Result<String, RegistryError> {
     let b: SchemaBody = serde_json::from_slice(body).map_err(RegistryError::bad_request)?;
+    if b.schema.len() > r.max_schema_bytes {
+        return Err(RegistryError::too_large(
+            "schema",
+            r.max_schema_bytes,
+            "registry.max_schema_bytes",
+        ));
+    }
     match b.schema_type.as_deref() {
         None | Some("AVRO") => {}
         Some(other) => {
@@ -138,12 +118,12 @@ fn version_json(v: &SubjectVersion) -> Value {
 }
 
 async fn list_subjects(State(r): State<Shared>, Query(p): Params) -> Response {
-    reply(Ok(json!(r.store.read().await.subjects(flag(&p, "deleted")))))
+    reply(Ok(json!(r.instance.read().await.subjects(flag(&p, "deleted")))))
 }
 
 async fn list_versions(State(r): State<Shared>, Path(subject): Path<String>, Query(p): Params) -> Response {
     reply(
-        r.store
+        r.instance
             .read()
             .await
             .versions(&subject, flag(&p, "deleted"))
@@ -157,7 +137,7 @@ async fn get_version(
     Query(p): Params,
 ) -> Response {
     reply(
-        r.store
+        r.instance
             .read()
             .await
             .version(&subject, &version, flag(&p, "deleted"))
@@ -166,7 +146,7 @@ async fn get_version(
 }
 
 async fn get_version_schema(State(r): State<Shared>, Path((subject, version)): Path<(String, String)>) -> Response {
-    match r.store.read().await.version(&subject, &version, false) {
+    match r.instance.read().await.version(&subject, &version, false) {
         Ok(v) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], v.schema).into_response(),
         Err(e) => reply(Err(e)),
     }
@@ -174,13 +154,8 @@ async fn get_version_schema(State(r): State<Shared>, Path((subject, version)): P
 
 async fn register(State(r): State<Shared>, Path(subject): Path<String>, body: Bytes) -> Response {
     let result = async {
-        let raw = schema_body(&body)?;
-        let (id, created) = r
-            .change(|store| match store.register(&subject, &raw)? {
-                Registration::Existing(id) => Ok(((id, false), vec![])),
-                Registration::New(id, entry) => Ok(((id, true), vec![entry])),
-            })
-            .await?;
+        let raw = schema_body(&r, &body)?;
+        let (id, created) = r.instance.register(&subject, &raw).await?;
         if created {
             tracing::info!(subject = %subject, id, "schema version registered");
         }
@@ -192,8 +167,8 @@ async fn register(State(r): State<Shared>, Path(subject): Path<String>, body: By
 
 async fn lookup(State(r): State<Shared>, Path(subject): Path<String>, Query(p): Params, body: Bytes) -> Response {
     let result = async {
-        let raw = schema_body(&body)?;
-        r.store
+        let raw = schema_body(&r, &body)?;
+        r.instance
             .read()
             .await
             .lookup(&subject, &raw, flag(&p, "deleted"))
@@ -206,7 +181,8 @@ async fn lookup(State(r): State<Shared>, Path(subject): Path<String>, Query(p): 
 async fn delete_subject(State(r): State<Shared>, Path(subject): Path<String>, Query(p): Params) -> Response {
     let permanent = flag(&p, "permanent");
     reply(
-        r.change(|s| s.delete_subject(&subject, permanent))
+        r.instance
+            .change(|s| s.delete_subject(&subject, permanent))
             .await
             .map(|v| json!(v)),
     )
@@ -219,12 +195,13 @@ async fn delete_version(
 ) -> Response {
     let permanent = flag(&p, "permanent");
     reply(
-        r.change(|s| {
-            s.delete_version(&subject, &version, permanent)
-                .map(|(v, e)| (v, vec![e]))
-        })
-        .await
-        .map(|v| json!(v)),
+        r.instance
+            .change(|s| {
+                s.delete_version(&subject, &version, permanent)
+                    .map(|(v, e)| (v, vec![e]))
+            })
+            .await
+            .map(|v| json!(v)),
     )
 }
 
@@ -233,35 +210,30 @@ fn schema_id(id: &str) -> Result<u32, RegistryError> {
         .map_err(|_| RegistryError::schema_not_found(&format!("{id} ")))
 }
 
+/// The schema with id `id` (looked for up to the log's end when unknown).
+async fn stored(r: &Api, id: &str) -> Result<(u32, crate::store::StoredSchema), RegistryError> {
+    let n = schema_id(id)?;
+    r.instance
+        .schema(n)
+        .await
+        .map(|s| (n, s))
+        .ok_or_else(|| RegistryError::schema_not_found(&format!("{n} ")))
+}
+
 async fn schema_by_id(State(r): State<Shared>, Path(id): Path<String>) -> Response {
-    let store = r.store.read().await;
-    reply(schema_id(&id).and_then(|n| {
-        store
-            .schema(n)
-            .map(|s| json!({ "schema": s.raw }))
-            .ok_or_else(|| RegistryError::schema_not_found(&format!("{n} ")))
-    }))
+    reply(stored(&r, &id).await.map(|(_, s)| json!({ "schema": s.raw })))
 }
 
 async fn raw_schema_by_id(State(r): State<Shared>, Path(id): Path<String>) -> Response {
-    let store = r.store.read().await;
-    match schema_id(&id).and_then(|n| {
-        store
-            .schema(n)
-            .ok_or_else(|| RegistryError::schema_not_found(&format!("{n} ")))
-    }) {
-        Ok(s) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], s.raw.clone()).into_response(),
+    match stored(&r, &id).await {
+        Ok((_, s)) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], s.raw).into_response(),
         Err(e) => reply(Err(e)),
     }
 }
 
-async fn usages(r: &Registry, id: &str) -> Result<Vec<(String, u32)>, RegistryError> {
-    let store = r.store.read().await;
-    let n = schema_id(id)?;
-    store
-        .schema(n)
-        .ok_or_else(|| RegistryError::schema_not_found(&format!("{n} ")))?;
-    Ok(store.usages(n))
+async fn usages(r: &Api, id: &str) -> Result<Vec<(String, u32)>, RegistryError> {
+    let (n, _) = stored(r, id).await?;
+    Ok(r.instance.read().await.usages(n))
 }
 
 async fn subjects_by_id(State(r): State<Shared>, Path(id): Path<String>) -> Response {
@@ -281,10 +253,10 @@ async fn versions_by_id(State(r): State<Shared>, Path(id): Path<String>) -> Resp
     }))
 }
 
-async fn compatibility(r: &Registry, subject: &str, version: Option<&str>, verbose: bool, body: &Bytes) -> Reply {
-    let raw = schema_body(body)?;
+async fn compatibility(r: &Api, subject: &str, version: Option<&str>, verbose: bool, body: &Bytes) -> Reply {
+    let raw = schema_body(r, body)?;
     let (parsed, _) = parse(&raw)?;
-    let store = r.store.read().await;
+    let store = r.instance.read().await;
     let against = if let Some(v) = version {
         Some(store.version(subject, v, false)?.version)
     } else {
@@ -325,22 +297,23 @@ fn level_body(body: &Bytes) -> Result<Level, RegistryError> {
 
 async fn get_global_config(State(r): State<Shared>) -> Response {
     reply(Ok(
-        json!({ "compatibilityLevel": r.store.read().await.level(None).to_string() }),
+        json!({ "compatibilityLevel": r.instance.read().await.level(None).to_string() }),
     ))
 }
 
-async fn put_config(r: &Registry, subject: Option<String>, body: &Bytes) -> Reply {
+async fn put_config(r: &Api, subject: Option<String>, body: &Bytes) -> Reply {
     let level = level_body(body)?;
-    r.change(|_| {
-        Ok((
-            (),
-            vec![crate::log::Entry::Config {
-                subject,
-                level: Some(level),
-            }],
-        ))
-    })
-    .await?;
+    r.instance
+        .change(|_| {
+            Ok((
+                (),
+                vec![crate::log::Entry::Config {
+                    subject,
+                    level: Some(level),
+                }],
+            ))
+        })
+        .await?;
     Ok(json!({ "compatibility": level.to_string() }))
 }
 
@@ -353,7 +326,7 @@ async fn put_subject_config(State(r): State<Shared>, Path(subject): Path<String>
 }
 
 async fn get_subject_config(State(r): State<Shared>, Path(subject): Path<String>, Query(p): Params) -> Response {
-    let store = r.store.read().await;
+    let store = r.instance.read().await;
     let level = match store.subject_level(&subject) {
         Some(l) => Ok(l),
         None if flag(&p, "defaultToGlobal") => Ok(store.level(None)),
@@ -364,6 +337,7 @@ async fn get_subject_config(State(r): State<Shared>, Path(subject): Path<String>
 
 async fn delete_subject_config(State(r): State<Shared>, Path(subject): Path<String>) -> Response {
     let result = r
+        .instance
         .change(|store| {
             let previous = store
                 .subject_level(&subject)

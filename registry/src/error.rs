@@ -111,4 +111,38 @@ impl RegistryError {
     pub fn store(detail: impl std::fmt::Display) -> Self {
         Self::new(500, 50001, format!("Error in the backend data store: {detail}"))
     }
+
+    /// 42205, as Confluent's registry answers a write in `READONLY` mode.
+    pub fn read_only() -> Self {
+        Self::new(
+            422,
+            42205,
+            "This registry is read-only (registry.read_only): changes are refused",
+        )
+    }
+
+    /// 413: a request or schema above the configured limit.
+    pub fn too_large(what: &str, limit: usize, field: &str) -> Self {
+        Self::new(413, 413, format!("The {what} is larger than {limit} bytes ({field})"))
+    }
+
+    /// 401: no or wrong credentials.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            401,
+            40101,
+            "Unauthorized: basic authentication with a registry user is required",
+        )
+    }
+
+    /// 403: a read-only user asked for a change.
+    pub fn forbidden(user: &str) -> Self {
+        Self::new(
+            403,
+            40301,
+            format!(
+                "User {user} is read-only: registrations, deletions and configuration changes need a read-write user"
+            ),
+        )
+    }
 }

@@ -1,10 +1,16 @@
-//! The registry's state, rebuilt from [`Entry`] records, and the planning of every
-//! change: an operation checks the state and returns the entries to write, which are
-//! applied only once the `_schemas` topic has acknowledged them.
+//! The registry's state, rebuilt from [`Entry`] records in log order, and the planning of
+//! every change: an operation checks the state and returns the entries to write, which
+//! take effect when the instance reads them back from the `_schemas` topic.
+//!
+//! New ids are agreed through claims, resolved in log order by one rule that every
+//! instance applies alike (see [`Store::apply`]): the first claim of a subject's version
+//! wins it, and a new id is won only by a claim above every id before it in the log, for
+//! a schema that has no id yet. A losing claim changes nothing; its instance reads on and
+//! plans again.
 
 use crate::compat::Level;
 use crate::error::RegistryError;
-use crate::log::{Entry, SchemaValue};
+use crate::log::{Claim, Entry, SchemaValue};
 use apache_avro::Schema;
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,6 +21,8 @@ pub struct StoredSchema {
     pub raw: String,
     /// Parsed form.
     pub parsed: Schema,
+    /// Canonical text (see [`parse`]).
+    canonical: String,
 }
 
 /// One version of a subject.
@@ -39,21 +47,46 @@ pub struct SubjectVersion {
     pub schema: String,
 }
 
-/// Outcome of a registration.
+/// What registering a schema under a subject takes.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Registration {
-    /// The subject already has this schema.
+pub enum Plan {
+    /// The subject already has this schema, with this id.
     Existing(u32),
-    /// A new version: write the entry, then answer with the id.
-    New(u32, Entry),
+    /// Another instance's claim of a version of the subject is being completed: read on
+    /// and plan again.
+    Wait,
+    /// A claim to write (its `claimant` to be filled in).
+    Claim(Claim),
+}
+
+/// What applying one record did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// A claim that won its id and version.
+    Won,
+    /// A claim that lost, or a record that contradicts the state, with the reason; the
+    /// state is unchanged.
+    Refused(String),
+    /// Any other record.
+    Done,
 }
 
 /// The whole registry state.
 #[derive(Debug)]
 pub struct Store {
+    /// Every id ever assigned (claims, and `SCHEMA` records of logs without claims).
     schemas: BTreeMap<u32, StoredSchema>,
     by_canonical: HashMap<String, u32>,
+    /// Versions by subject, from `SCHEMA` records and tombstones.
     subjects: BTreeMap<String, BTreeMap<u32, Version>>,
+    /// The highest id in the log.
+    highest_id: u32,
+    /// The highest version claimed or stored, by subject: versions are never reused.
+    highest_version: BTreeMap<String, u32>,
+    /// Won claims whose `SCHEMA` record has not been read yet: subject → (version, id).
+    pending: BTreeMap<String, (u32, u32)>,
+    /// New ids go above this too: the highest id this registry ever served (state dir).
+    floor: u32,
     global: Level,
     subject_levels: BTreeMap<String, Level>,
 }
@@ -64,6 +97,10 @@ impl Default for Store {
             schemas: BTreeMap::new(),
             by_canonical: HashMap::new(),
             subjects: BTreeMap::new(),
+            highest_id: 0,
+            highest_version: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            floor: 0,
             global: Level::Backward,
             subject_levels: BTreeMap::new(),
         }
@@ -79,29 +116,14 @@ pub fn parse(raw: &str) -> Result<(Schema, String), RegistryError> {
 }
 
 impl Store {
-    /// Applies one record of the `_schemas` topic.
-    pub fn apply(&mut self, entry: &Entry) -> Result<(), String> {
+    /// Applies one record of the `_schemas` topic, in log order. A claim wins when its
+    /// version is above every version of its subject so far, and its id is either the id
+    /// its schema already has, or, for a schema without one, above every id so far.
+    /// An error is a record that cannot be read at all.
+    pub fn apply(&mut self, entry: &Entry) -> Result<Applied, String> {
         match entry {
-            Entry::Schema(v) => {
-                if !self.schemas.contains_key(&v.id) {
-                    let (parsed, canonical) = parse(&v.schema).map_err(|e| e.message)?;
-                    self.by_canonical.entry(canonical).or_insert(v.id);
-                    self.schemas.insert(
-                        v.id,
-                        StoredSchema {
-                            raw: v.schema.clone(),
-                            parsed,
-                        },
-                    );
-                }
-                self.subjects.entry(v.subject.clone()).or_default().insert(
-                    v.version,
-                    Version {
-                        id: v.id,
-                        deleted: v.deleted,
-                    },
-                );
-            }
+            Entry::Claim(c) => return Ok(self.claim(c)),
+            Entry::Schema(v) => return self.schema_record(v),
             Entry::SchemaTombstone { subject, version } => {
                 if let Some(versions) = self.subjects.get_mut(subject) {
                     versions.remove(version);
@@ -125,7 +147,89 @@ impl Store {
                 self.subject_levels.remove(s);
             }
         }
-        Ok(())
+        Ok(Applied::Done)
+    }
+
+    /// Applies a `SCHEMA` record: a version of a subject (written after a won claim, or by
+    /// a registry without claims), or its soft deletion.
+    fn schema_record(&mut self, v: &SchemaValue) -> Result<Applied, String> {
+        let (parsed, canonical) = parse(&v.schema).map_err(|e| e.message)?;
+        match self.schemas.get(&v.id) {
+            Some(known) if known.canonical != canonical => {
+                return Ok(Applied::Refused(format!(
+                    "version {} of {} names id {}, which is another schema",
+                    v.version, v.subject, v.id
+                )))
+            }
+            Some(_) => {}
+            None => self.add_schema(v.id, &v.schema, parsed, canonical),
+        }
+        self.subjects.entry(v.subject.clone()).or_default().insert(
+            v.version,
+            Version {
+                id: v.id,
+                deleted: v.deleted,
+            },
+        );
+        let highest = self.highest_version.entry(v.subject.clone()).or_default();
+        *highest = (*highest).max(v.version);
+        if self.pending.get(&v.subject).is_some_and(|(n, _)| *n == v.version) {
+            self.pending.remove(&v.subject);
+        }
+        Ok(Applied::Done)
+    }
+
+    /// Resolves a claim (the rule of [`Store::apply`]).
+    fn claim(&mut self, c: &Claim) -> Applied {
+        let (parsed, canonical) = match parse(&c.schema) {
+            Ok(p) => p,
+            Err(e) => return Applied::Refused(e.message),
+        };
+        let highest_version = self.highest_version.get(&c.subject).copied().unwrap_or(0);
+        if c.version <= highest_version {
+            return Applied::Refused(format!(
+                "version {} of {} is taken (the highest is {highest_version})",
+                c.version, c.subject
+            ));
+        }
+        match (self.schemas.get(&c.id), self.by_canonical.get(&canonical)) {
+            (Some(known), _) if known.canonical == canonical => {}
+            (Some(_), _) => return Applied::Refused(format!("id {} is another schema's", c.id)),
+            (None, Some(id)) => return Applied::Refused(format!("the schema already has id {id}")),
+            (None, None) if c.id <= self.highest_id => {
+                return Applied::Refused(format!(
+                    "id {} is not above the highest id so far, {}",
+                    c.id, self.highest_id
+                ))
+            }
+            (None, None) => self.add_schema(c.id, &c.schema, parsed, canonical),
+        }
+        self.highest_version.insert(c.subject.clone(), c.version);
+        self.pending.insert(c.subject.clone(), (c.version, c.id));
+        Applied::Won
+    }
+
+    fn add_schema(&mut self, id: u32, raw: &str, parsed: Schema, canonical: String) {
+        self.by_canonical.entry(canonical.clone()).or_insert(id);
+        self.schemas.insert(
+            id,
+            StoredSchema {
+                raw: raw.to_string(),
+                parsed,
+                canonical,
+            },
+        );
+        self.highest_id = self.highest_id.max(id);
+    }
+
+    /// The highest id in the log.
+    pub fn highest_id(&self) -> u32 {
+        self.highest_id
+    }
+
+    /// New ids go above `floor` too (the highest id ever served, kept on disk).
+    pub fn raise_floor(&mut self, floor: u32) {
+        self.floor = self.floor.max(floor);
     }
 
     /// The schema with global id `id`.
@@ -260,36 +364,45 @@ impl Store {
     }
 
     /// Plans registering `raw` under `subject`: the same schema again gives the same id;
-    /// the same schema under another subject gets the id it already has.
-    pub fn register(&self, subject: &str, raw: &str) -> Result<Registration, RegistryError> {
+    /// the same schema under another subject gets the id it already has; a new schema gets
+    /// an id above every id in the log and the floor. While another instance completes a
+    /// version of the subject, the plan is to wait, unless `no_wait`.
+    pub fn register(&self, subject: &str, raw: &str, no_wait: bool) -> Result<Plan, RegistryError> {
         let (parsed, canonical) = parse(raw)?;
         let existing_id = self.by_canonical.get(&canonical).copied();
         if let Some(id) = existing_id {
             let live = self.subjects.get(subject).into_iter().flatten();
             if live.clone().any(|(_, v)| v.id == id && !v.deleted) {
-                return Ok(Registration::Existing(id));
+                return Ok(Plan::Existing(id));
             }
+        }
+        if !no_wait && self.pending.contains_key(subject) {
+            return Ok(Plan::Wait);
         }
         if let Some(why) = self.check(subject, &parsed, None)? {
             return Err(RegistryError::incompatible(subject, &why));
         }
-        let id = existing_id.unwrap_or_else(|| self.schemas.keys().next_back().map_or(1, |m| m + 1));
-        let version = self
-            .subjects
-            .get(subject)
-            .and_then(|v| v.keys().next_back())
-            .map_or(1, |m| m + 1);
+        let id = existing_id.unwrap_or_else(|| self.highest_id.max(self.floor) + 1);
+        let version = self.highest_version.get(subject).map_or(1, |m| m + 1);
         let schema = existing_id.map_or_else(|| raw.to_string(), |id| self.schemas[&id].raw.clone());
-        Ok(Registration::New(
+        Ok(Plan::Claim(Claim {
+            claimant: String::new(),
             id,
-            Entry::Schema(SchemaValue {
-                subject: subject.into(),
-                version,
-                id,
-                schema,
-                deleted: false,
-            }),
-        ))
+            subject: subject.into(),
+            version,
+            schema,
+        }))
+    }
+
+    /// The `SCHEMA` record that completes a won claim.
+    pub fn completion(claim: &Claim) -> Entry {
+        Entry::Schema(SchemaValue {
+            subject: claim.subject.clone(),
+            version: claim.version,
+            id: claim.id,
+            schema: claim.schema.clone(),
+            deleted: false,
+        })
     }
 
     /// Plans deleting a whole subject; returns the versions affected and the entries.
@@ -361,14 +474,100 @@ mod tests {
     const V2: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"},{"name":"b","type":["null","string"],"default":null}]}"#;
     const BAD: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}"#;
 
+    /// Registers as one instance does: claims, reads the claim back, completes it.
     fn register(store: &mut Store, subject: &str, raw: &str) -> Result<u32, RegistryError> {
-        match store.register(subject, raw)? {
-            Registration::Existing(id) => Ok(id),
-            Registration::New(id, entry) => {
-                store.apply(&entry).unwrap();
-                Ok(id)
+        match store.register(subject, raw, false)? {
+            Plan::Existing(id) => Ok(id),
+            Plan::Wait => panic!("nothing is pending in a single-instance test"),
+            Plan::Claim(c) => {
+                assert_eq!(store.apply(&Entry::Claim(c.clone())).unwrap(), Applied::Won);
+                store.apply(&Store::completion(&c)).unwrap();
+                Ok(c.id)
             }
         }
+    }
+
+    fn claim(store: &Store, subject: &str, raw: &str, claimant: &str) -> Claim {
+        match store.register(subject, raw, false).unwrap() {
+            Plan::Claim(mut c) => {
+                claimant.clone_into(&mut c.claimant);
+                c
+            }
+            other => panic!("expected a claim, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn concurrent_claims_are_resolved_in_log_order() {
+        // two instances plan from the same state, then both claims reach the log
+        let mut log = Store::default();
+        let a = claim(&log, "a-value", V1, "A/1");
+        let b = claim(&log, "b-value", V2, "B/1");
+        assert_eq!((a.id, b.id), (1, 1));
+        assert_eq!(log.apply(&Entry::Claim(a.clone())).unwrap(), Applied::Won);
+        assert!(matches!(log.apply(&Entry::Claim(b)).unwrap(), Applied::Refused(_)));
+        // B reads on and plans again: a new id above A's
+        let b = claim(&log, "b-value", V2, "B/2");
+        assert_eq!(b.id, 2);
+        assert_eq!(log.apply(&Entry::Claim(b)).unwrap(), Applied::Won);
+        // the same schema claimed under another subject at once: both win, one id
+        let mut log2 = Store::default();
+        let a = claim(&log2, "a-value", V1, "A/1");
+        let c = claim(&log2, "c-value", V1, "C/1");
+        assert_eq!((a.id, c.id), (1, 1));
+        assert_eq!(log2.apply(&Entry::Claim(a)).unwrap(), Applied::Won);
+        assert_eq!(log2.apply(&Entry::Claim(c)).unwrap(), Applied::Won);
+        // but a new schema cannot take an id another one won
+        let d = Claim {
+            claimant: "D/1".into(),
+            id: 1,
+            subject: "d-value".into(),
+            version: 1,
+            schema: V2.into(),
+        };
+        assert!(matches!(log2.apply(&Entry::Claim(d)).unwrap(), Applied::Refused(_)));
+        // while A's version of a-value is pending, a second registration there waits
+        assert_eq!(log2.register("a-value", V2, false).unwrap(), Plan::Wait);
+        assert!(matches!(log2.register("a-value", V2, true).unwrap(), Plan::Claim(_)));
+    }
+
+    #[test]
+    fn the_same_version_claimed_twice_goes_to_the_first() {
+        let mut log = Store::default();
+        register(&mut log, "a-value", V1).unwrap();
+        let x = claim(&log, "a-value", V2, "X/1");
+        let y = claim(&log, "a-value", V2, "Y/1");
+        assert_eq!(log.apply(&Entry::Claim(x.clone())).unwrap(), Applied::Won);
+        assert!(matches!(log.apply(&Entry::Claim(y)).unwrap(), Applied::Refused(_)));
+        log.apply(&Store::completion(&x)).unwrap();
+        // Y plans again and finds its schema there
+        assert_eq!(log.register("a-value", V2, false).unwrap(), Plan::Existing(x.id));
+    }
+
+    #[test]
+    fn ids_stay_above_the_floor_and_above_hard_deleted_ones() {
+        let mut s = Store::default();
+        s.raise_floor(41);
+        assert_eq!(register(&mut s, "a-value", V1).unwrap(), 42);
+        let v2 = register(&mut s, "a-value", V2).unwrap();
+        assert_eq!(v2, 43);
+        for permanent in [false, true] {
+            let (_, e) = s.delete_version("a-value", "2", permanent).unwrap();
+            s.apply(&e).unwrap();
+        }
+        // the hard-deleted schema keeps its id: a new schema gets the next one
+        assert_eq!(register(&mut s, "b-value", BAD).unwrap(), 44);
+        // and versions are not reused either
+        assert_eq!(
+            s.register("a-value", V2, false).unwrap(),
+            Plan::Claim(Claim {
+                claimant: String::new(),
+                id: 43,
+                subject: "a-value".into(),
+                version: 3,
+                schema: V2.into(),
+            })
+        );
     }
 
     #[test]
@@ -407,7 +606,7 @@ mod tests {
         assert_eq!(s.version("a-value", "7", false).unwrap_err().code, 40402);
         assert_eq!(s.version("a-value", "x", false).unwrap_err().code, 42202);
         assert_eq!(s.lookup("a-value", V2, false).unwrap_err().code, 40403);
-        assert_eq!(s.register("a-value", "{nope").unwrap_err().code, 42201);
+        assert_eq!(s.register("a-value", "{nope", false).unwrap_err().code, 42201);
     }
 
     #[test]
@@ -444,9 +643,11 @@ mod tests {
         let mut s = Store::default();
         let mut log = Vec::new();
         for (subject, raw) in [("a-value", V1), ("b-value", V2), ("a-value", V2)] {
-            if let Registration::New(_, e) = s.register(subject, raw).unwrap() {
-                s.apply(&e).unwrap();
-                log.push(e);
+            if let Plan::Claim(c) = s.register(subject, raw, false).unwrap() {
+                for e in [Entry::Claim(c.clone()), Store::completion(&c)] {
+                    s.apply(&e).unwrap();
+                    log.push(e);
+                }
             }
         }
         let mut replayed = Store::default();
@@ -461,5 +662,34 @@ mod tests {
             replayed.version("b-value", "1", false),
             s.version("b-value", "1", false)
         );
+        assert_eq!(replayed.highest_id(), s.highest_id());
+    }
+
+    #[test]
+    fn logs_without_claims_are_read_as_before() {
+        // a topic written before claims existed (or by another registry): SCHEMA records
+        let mut s = Store::default();
+        for (version, id, raw) in [(1, 1, V1), (2, 2, V2)] {
+            s.apply(&Entry::Schema(SchemaValue {
+                subject: "a-value".into(),
+                version,
+                id,
+                schema: raw.into(),
+                deleted: false,
+            }))
+            .unwrap();
+        }
+        assert_eq!(s.highest_id(), 2);
+        assert_eq!(register(&mut s, "b-value", BAD).unwrap(), 3);
+        // a record naming an id that is another schema's is refused, not applied
+        let clash = Entry::Schema(SchemaValue {
+            subject: "c-value".into(),
+            version: 1,
+            id: 1,
+            schema: BAD.into(),
+            deleted: false,
+        });
+        assert!(matches!(s.apply(&clash).unwrap(), Applied::Refused(_)));
+        assert!(s.version("c-value", "1", false).is_err());
     }
 }

@@ -62,6 +62,15 @@ impl Backoff {
     }
 }
 
+/// Sleeps until `deadline`, or for ever when there is none (a `select!` branch that fires
+/// only when something is due).
+pub async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ pub mod signals;
 mod stage;
 mod stats;
 
-pub use backoff::{Backoff, RetryPolicy};
+pub use backoff::{sleep_until, Backoff, RetryPolicy};
 pub use pipeline::Pipeline;
-pub use stage::{Health, Role, Stage, StageContext, Timeouts};
+pub use stage::{Health, Refused, Role, Stage, StageContext, Timeouts};
 pub use stats::StageStats;

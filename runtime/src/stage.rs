@@ -106,8 +106,8 @@ impl StageContext {
 
     /// Tries `attempt` until it succeeds, retrying with backoff while a dependency (`what`:
     /// "ClickHouse at http://...") is not reachable yet, for at most the startup timeout;
-    /// then the last error is returned, naming `what` and the timeout. `None` when the
-    /// stage was asked to stop first.
+    /// then the last error is returned, naming `what` and the timeout. A [`Refused`] error
+    /// is returned at once. `None` when the stage was asked to stop first.
     pub async fn connect<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<Option<T>>
     where
         F: FnMut() -> Fut,
@@ -123,6 +123,7 @@ impl StageContext {
             };
             let error = match outcome {
                 Ok(Ok(v)) => return Ok(Some(v)),
+                Ok(Err(e)) if e.downcast_ref::<Refused>().is_some() => return Err(e.context(what.to_string())),
                 Ok(Err(e)) => e,
                 Err(_) => anyhow!("no answer"),
             };
@@ -141,6 +142,12 @@ impl StageContext {
         }
     }
 }
+
+/// What a dependency answered that retrying cannot change (a topic configured to lose
+/// records, a log already truncated): [`StageContext::connect`] returns it at once.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
 
 /// Each stage's name and readiness flag.
 type Readiness = Vec<(&'static str, Arc<AtomicBool>)>;

@@ -5,7 +5,7 @@ use crate::batch::Limits;
 use crate::ledger::Ledger;
 use crate::rebalance::SinkContext;
 use crate::server::ServerVersion;
-use crate::stream::{Chains, DeadLetters, Quotes, Stream, Ticks};
+use crate::stream::{Avro, Chains, DeadLetters, Quotes, Stream, Ticks};
 use crate::worker::{Io, Worker};
 use anyhow::{Context, Result};
 use chainflow_codec::Codec;
@@ -141,13 +141,15 @@ pub enum Sink {
 }
 
 impl Sink {
-    /// The stages of the streams `section.streams` names; the chains stream counts into
-    /// `chain_stats` (what `chainflow run` shows).
+    /// The stages of the streams `section.streams` names, decoding through `codec` and
+    /// waiting `unknown_id_grace` for schema ids the registry does not know yet; the chains
+    /// stream counts into `chain_stats` (what `chainflow run` shows).
     pub fn streams(
         section: &SinkConfig,
         kafka: &KafkaConfig,
         clickhouse: &ClickHouseConfig,
         codec: &Arc<Codec>,
+        unknown_id_grace: Duration,
         chain_stats: &Arc<StageStats>,
     ) -> Vec<Sink> {
         let stats = || Arc::new(StageStats::default());
@@ -156,21 +158,21 @@ impl Sink {
             .iter()
             .filter_map(|name| match name.as_str() {
                 "chains" => Some(Sink::Chains(StreamSink::new(
-                    Chains(codec.clone()),
+                    Chains(Avro::new(codec.clone(), unknown_id_grace, Chains::STAGE)),
                     section,
                     kafka,
                     clickhouse,
                     chain_stats.clone(),
                 ))),
                 "ticks" => Some(Sink::Ticks(StreamSink::new(
-                    Ticks(codec.clone()),
+                    Ticks(Avro::new(codec.clone(), unknown_id_grace, Ticks::STAGE)),
                     section,
                     kafka,
                     clickhouse,
                     stats(),
                 ))),
                 "quotes" => Some(Sink::Quotes(StreamSink::new(
-                    Quotes(codec.clone()),
+                    Quotes(Avro::new(codec.clone(), unknown_id_grace, Quotes::STAGE)),
                     section,
                     kafka,
                     clickhouse,

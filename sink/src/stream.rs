@@ -6,7 +6,7 @@ use crate::rows::{
     dead_letter_row, option_rows, quote_row, snapshot_row, tick_row, DeadLetterRow, OptionRow, Origin, QuoteRow,
     SnapshotRow, TickRow,
 };
-use chainflow_codec::{Codec, CodecError};
+use chainflow_codec::{Codec, CodecError, Position, UnknownIdGrace};
 use chainflow_contract::topics::{dead_letter_topics, ENRICHED_CHAIN, OPTION_QUOTE, UNDERLYING};
 use chainflow_contract::{EnrichedOptionChain, OptionQuote, Record, UnderlyingTick};
 use clickhouse::{Client, Row, RowWrite};
@@ -21,6 +21,9 @@ use std::time::Duration;
 pub enum Reject {
     /// The Schema Registry could not be reached: try again later, never dead-letter.
     Transient(String),
+    /// The record's schema id is not known to the registry yet: hold its partition (up to
+    /// `registry.unknown_id_grace_ms`, then the record is dead-lettered).
+    Held(u32),
     /// The record can never be stored: dead-letter it with this kind and message.
     Permanent {
         /// Machine-readable kind.
@@ -114,13 +117,44 @@ where
         .unwrap_or_else(|_| Err(timed_out(timeout)))
 }
 
-/// Decodes an Avro record of `R`.
-async fn decode_avro<R: Record>(codec: &Codec, msg: &OwnedMessage) -> Result<R, Reject> {
-    Ok(codec.decode::<R>(msg.payload().unwrap_or_default()).await?)
+/// Avro records through the registry, waiting for unknown schema ids per partition.
+pub struct Avro {
+    codec: Arc<Codec>,
+    grace: UnknownIdGrace,
+}
+
+impl Avro {
+    /// Decodes with `codec`, waiting up to `grace` for an unknown id (counted for `stage`).
+    pub fn new(codec: Arc<Codec>, grace: Duration, stage: &'static str) -> Self {
+        Self {
+            codec,
+            grace: UnknownIdGrace::new(grace, stage),
+        }
+    }
+
+    /// Decodes `msg` as an `R`.
+    async fn decode<R: Record>(&self, msg: &OwnedMessage) -> Result<R, Reject> {
+        match self.codec.decode::<R>(msg.payload().unwrap_or_default()).await {
+            Ok(r) => Ok(r),
+            Err(CodecError::UnknownSchema(id))
+                if self.grace.waits(
+                    Position {
+                        topic: msg.topic(),
+                        partition: msg.partition(),
+                        offset: msg.offset(),
+                    },
+                    std::time::Instant::now(),
+                ) =>
+            {
+                Err(Reject::Held(id))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 /// `enriched.option_chain` → `chain_options` and `chain_snapshots`.
-pub struct Chains(pub Arc<Codec>);
+pub struct Chains(pub Avro);
 
 impl Stream for Chains {
     type Rows = (SnapshotRow, Vec<OptionRow>);
@@ -133,7 +167,7 @@ impl Stream for Chains {
     }
 
     async fn decode(&self, msg: &OwnedMessage) -> Result<Self::Rows, Reject> {
-        let chain: EnrichedOptionChain = decode_avro(&self.0, msg).await?;
+        let chain: EnrichedOptionChain = self.0.decode(msg).await?;
         let mut options = Vec::with_capacity(chain.strikes.len() * 2);
         option_rows(&chain, &mut options);
         Ok((snapshot_row(&chain), options))
@@ -164,7 +198,7 @@ impl Stream for Chains {
 }
 
 /// `market.underlying` → `underlying_ticks`.
-pub struct Ticks(pub Arc<Codec>);
+pub struct Ticks(pub Avro);
 
 impl Stream for Ticks {
     type Rows = TickRow;
@@ -177,7 +211,7 @@ impl Stream for Ticks {
     }
 
     async fn decode(&self, msg: &OwnedMessage) -> Result<Self::Rows, Reject> {
-        let tick: UnderlyingTick = decode_avro(&self.0, msg).await?;
+        let tick: UnderlyingTick = self.0.decode(msg).await?;
         Ok(tick_row(&tick, Origin::of(msg)))
     }
 
@@ -197,7 +231,7 @@ impl Stream for Ticks {
 }
 
 /// `market.option_quote` → `option_quotes`.
-pub struct Quotes(pub Arc<Codec>);
+pub struct Quotes(pub Avro);
 
 impl Stream for Quotes {
     type Rows = QuoteRow;
@@ -210,7 +244,7 @@ impl Stream for Quotes {
     }
 
     async fn decode(&self, msg: &OwnedMessage) -> Result<Self::Rows, Reject> {
-        let quote: OptionQuote = decode_avro(&self.0, msg).await?;
+        let quote: OptionQuote = self.0.decode(msg).await?;
         Ok(quote_row(&quote, Origin::of(msg)))
     }
 

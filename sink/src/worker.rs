@@ -11,8 +11,8 @@ use crate::retry::{Class, Failure};
 use crate::stall::{measure, Measurement, StallTracker};
 use crate::stream::{Reject, Stream};
 use anyhow::{anyhow, Context, Result};
-use chainflow_kafka::{blocking, DeadLetter};
-use chainflow_runtime::{Backoff, RetryPolicy, StageContext, StageStats};
+use chainflow_kafka::{blocking, DeadLetter, Holds};
+use chainflow_runtime::{sleep_until, Backoff, RetryPolicy, StageContext, StageStats};
 use clickhouse::Client;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -66,6 +66,8 @@ pub struct Worker<S: Stream> {
     next: HashMap<Tp, i64>,
     /// Progress per partition, for stalls.
     stalls: StallTracker,
+    /// Partitions held at a record whose schema id the registry does not know yet.
+    holds: Holds,
     /// The assignment is paused while a transient failure is retried.
     paused: bool,
     /// A stall was detected and the group re-joined; ready again on progress.
@@ -119,6 +121,7 @@ impl<S: Stream> Worker<S> {
             recorded: HashMap::new(),
             next: HashMap::new(),
             stalls: StallTracker::default(),
+            holds: Holds::default(),
             paused: false,
             stalled: false,
             commits_failing: None,
@@ -135,10 +138,12 @@ impl<S: Stream> Worker<S> {
         loop {
             self.apply_changes();
             let due = self.batches.values().filter_map(|b| b.due_at(&self.limits)).min();
+            let held = self.holds.next_check().filter(|_| !self.paused);
             tokio::select! {
                 biased;
                 () = ctx.stopped() => break,
                 () = sleep_until(due) => self.flush(true, ctx).await?,
+                () = sleep_until(held) => self.check_holds().await?,
                 Some(m) = measurements.recv() => self.check_lag(&m, ctx).await?,
                 m = self.consumer.recv() => match m {
                     Ok(m) => {
@@ -171,6 +176,26 @@ impl<S: Stream> Worker<S> {
         Ok(())
     }
 
+    /// Tries the held records again; releases the partitions whose record can now be
+    /// decoded (or, its grace over, dead-lettered), so that it is read again.
+    async fn check_holds(&mut self) -> Result<()> {
+        for msg in self.holds.due(Instant::now()) {
+            if !matches!(
+                self.io.stream.decode(&msg).await,
+                Err(Reject::Held(_) | Reject::Transient(_))
+            ) {
+                tracing::info!(
+                    stream = S::NAME,
+                    partition = msg.partition(),
+                    offset = msg.offset(),
+                    "held partition released"
+                );
+                self.holds.release(&self.consumer, &msg).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Applies the assignment changes the rebalance callbacks noted.
     fn apply_changes(&mut self) {
         for change in self.consumer.context().take_changes() {
@@ -184,6 +209,7 @@ impl<S: Stream> Worker<S> {
                         }
                         self.recorded.remove(tp);
                         self.next.remove(tp);
+                        self.holds.forget(&tp.0, tp.1);
                         metrics::gauge!("chainflow_sink_consumer_lag", "stream" => S::NAME, "topic" => tp.0.clone(), "partition" => tp.1.to_string()).set(0.0);
                     }
                 }
@@ -215,6 +241,9 @@ impl<S: Stream> Worker<S> {
         let offset = msg.offset();
         if self.next.get(&tp).is_some_and(|&n| offset < n) {
             return Ok(()); // already read: a fetch that raced a seek
+        }
+        if self.holds.skips(&msg) {
+            return Ok(()); // its partition is held at an earlier record
         }
         StageStats::add(&self.stats.records_in, 1);
         if !self.recorded.contains_key(&tp) {
@@ -259,6 +288,19 @@ impl<S: Stream> Worker<S> {
             Err(Reject::Permanent { kind, message }) => {
                 self.dead_letter(&msg, kind, &message, ctx).await?;
                 None
+            }
+            Err(Reject::Held(id)) => {
+                tracing::warn!(
+                    stream = S::NAME,
+                    id,
+                    topic = %tp.0,
+                    partition = tp.1,
+                    offset,
+                    "schema id {id} is not known to the registry (yet): partition held, for up to \
+                     registry.unknown_id_grace_ms"
+                );
+                self.holds.hold(&*self.consumer, msg);
+                return Ok(());
             }
             Err(Reject::Transient(_)) => unreachable!("transient rejections are retried above"),
         };
@@ -568,6 +610,7 @@ impl<S: Stream> Worker<S> {
                 .context("seeking back before resuming")?;
         }
         self.consumer.resume(&assignment).context("resuming the partitions")?;
+        self.holds.repause(&*self.consumer);
         self.paused = false;
         ctx.set_ready(!self.stalled);
         metrics::gauge!("chainflow_sink_paused_partitions", "stream" => S::NAME).set(0.0);
@@ -661,12 +704,5 @@ impl<S: Stream> Worker<S> {
             .with_context(|| format!("re-subscribing to {}", topics.join(", ")))?;
         self.stalls.reset();
         Ok(())
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }

@@ -7,14 +7,17 @@ mod infra;
 mod run;
 mod services;
 
-use crate::cli::{Command, ConfigCommand, FeedSubcommand};
+use crate::cli::{Command, ConfigCommand, FeedSubcommand, RegistrySubcommand};
 use anyhow::Result;
 use chainflow_config::Config;
 
 /// Runs `command`.
 pub async fn dispatch(command: Command, config: Config) -> Result<()> {
     match command {
-        Command::Registry => services::registry(&config).await,
+        Command::Registry(cmd) => match cmd.action {
+            None => services::registry(&config).await,
+            Some(RegistrySubcommand::HashPassword) => services::hash_password(),
+        },
         Command::Migrate { print_for } => infra::migrate(&config, print_for.as_deref()).await,
         Command::Topics => infra::topics(&config).await,
         Command::Feed(cmd) => match cmd.play {

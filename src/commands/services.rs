@@ -1,8 +1,10 @@
-//! The long-running services: `chainflow enrich`, `chainflow sink`, `chainflow registry`.
+//! The long-running services: `chainflow enrich`, `chainflow sink`, `chainflow registry`
+//! (and `chainflow registry hash-password`).
 
 use crate::cli::SinkArgs;
 use crate::wiring::{self, Process};
-use anyhow::Result;
+use crate::UsageError;
+use anyhow::{Context, Result};
 use chainflow_config::Config;
 use chainflow_runtime::{Role, StageStats};
 use std::sync::Arc;
@@ -27,6 +29,27 @@ pub async fn sink(config: &Config, args: &SinkArgs) -> Result<()> {
         process.spawn(stream, Role::Worker);
     }
     process.run().await
+}
+
+/// Prints the argon2id hash of the password on standard input (its first line), or of one
+/// asked for without echo when standard input is a terminal.
+pub fn hash_password() -> Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("password: ").context("reading the password")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        return Err(UsageError("hash-password: the password is empty".into()).into());
+    }
+    println!("{}", chainflow_registry::hash_password(&password)?);
+    Ok(())
 }
 
 /// Serves the Schema Registry, with /metrics, /healthz and /readyz on its own port.

@@ -312,7 +312,7 @@ impl Producer {
                 .create()
                 .expect("a producer"),
             codec: chainflow_codec::Codec::new(
-                chainflow_codec::registry_settings(&cfg.registry.url, "", "").expect("registry settings"),
+                chainflow_codec::registry_settings(&cfg.registry).expect("registry settings"),
             ),
         }
     }
