@@ -2,6 +2,7 @@
 
 use chainflow_config::{Config, ConfigError, LogFormat};
 use chainflow_feed::Scenario;
+use chainflow_kafka::Bound;
 use chrono::NaiveTime;
 use chrono_tz::Tz;
 use clap::{Parser, Subcommand};
@@ -72,6 +73,17 @@ pub enum Command {
     Prune(PruneArgs),
     /// Run feed, enrich and sink in one process against the stack.
     Run(RunArgs),
+    /// Write a range of a topic to ClickHouse again (restore, backfill), without a consumer
+    /// group; raw chains with --reprocess are enriched again on the way.
+    Replay(ReplayArgs),
+    /// Print the records of a topic as JSON lines, decoded through the Schema Registry.
+    Tail(TailArgs),
+    /// Consumer groups: list them, show a group's lag, reset its offsets.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
+    /// Dead letters: send them back to their source topic after a fix.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Enrich one option chain given as JSON (FILE or standard input) and print it as JSON.
     Analyze(AnalyzeArgs),
     /// Check the configuration.
@@ -111,6 +123,127 @@ pub struct PruneArgs {
     #[arg(long, value_name = "DATE")]
     pub before: chrono::NaiveDate,
     /// Print what would be dropped without dropping it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A range of a topic: `--from`, `--to` and `--partition`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RangeArgs {
+    /// First record: `earliest`, `latest`, an RFC 3339 time (the records' Kafka timestamps)
+    /// or PARTITION:OFFSET,... (partitions not named are left out).
+    #[arg(long, default_value = "earliest", value_name = "BOUND")]
+    pub from: Bound,
+    /// End of the range, not included: `latest` (the end when the command starts), a time or
+    /// PARTITION:OFFSET,... (partitions not named run to their end).
+    #[arg(long, default_value = "latest", value_name = "BOUND")]
+    pub to: Bound,
+    /// Only these partitions (repeatable, or comma-separated).
+    #[arg(long = "partition", value_name = "N", value_delimiter = ',')]
+    pub partitions: Vec<i32>,
+}
+
+/// Options of `chainflow replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The topic: enriched.option_chain, market.underlying, market.option_quote, a dlq.*
+    /// topic, or market.option_chain with --reprocess.
+    pub topic: String,
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Only records whose event happened at or after this RFC 3339 time.
+    #[arg(long, value_name = "TIME", value_parser = rfc3339_us)]
+    pub event_from: Option<i64>,
+    /// Only records whose event happened before this RFC 3339 time.
+    #[arg(long, value_name = "TIME", value_parser = rfc3339_us)]
+    pub event_to: Option<i64>,
+    /// Enrich raw chains (market.option_chain) again with this run's configuration; the rows'
+    /// version is the reprocess time, so they replace the earlier ones.
+    #[arg(long)]
+    pub reprocess: bool,
+    /// With --reprocess, also send the enriched chains to this topic (default
+    /// enriched.option_chain); without it they go to ClickHouse only.
+    #[arg(long, value_name = "TOPIC", num_args = 0..=1, default_missing_value = "enriched.option_chain", requires = "reprocess")]
+    pub to_topic: Option<String>,
+    /// Print the resolved range per partition and its size, and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Options of `chainflow tail`.
+#[derive(Debug, clap::Args)]
+pub struct TailArgs {
+    /// The topic.
+    pub topic: String,
+    /// First record: `earliest`, `latest`, an RFC 3339 time or PARTITION:OFFSET,...
+    #[arg(long, default_value = "earliest", value_name = "BOUND")]
+    pub from: Bound,
+    /// Only these partitions (repeatable, or comma-separated).
+    #[arg(long = "partition", value_name = "N", value_delimiter = ',')]
+    pub partitions: Vec<i32>,
+    /// Only records with this key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Stop after printing this many records.
+    #[arg(long, value_name = "N")]
+    pub max: Option<u64>,
+    /// Keep printing records as they arrive (until Ctrl-C) instead of stopping at the end.
+    #[arg(long)]
+    pub follow: bool,
+    /// Print each record as {"value": ..., "topic", "partition", "offset", "timestamp", "key",
+    /// "headers"}.
+    #[arg(long)]
+    pub with_meta: bool,
+}
+
+/// `chainflow groups`.
+#[derive(Debug, Subcommand)]
+pub enum GroupsCommand {
+    /// The consumer groups, with their state and members.
+    List,
+    /// A group's committed offset, high watermark and lag per partition.
+    Lag {
+        /// The group.
+        group: String,
+        /// Only these topics (default: those the group has committed offsets on).
+        #[arg(long = "topic", value_name = "TOPIC")]
+        topics: Vec<String>,
+    },
+    /// Move a group's committed offsets (refused while the group has members).
+    Reset {
+        /// The group.
+        group: String,
+        /// `earliest`, `latest`, an RFC 3339 time or PARTITION:OFFSET,...
+        #[arg(long, value_name = "BOUND")]
+        to: Bound,
+        /// Only these topics (default: those the group has committed offsets on).
+        #[arg(long = "topic", value_name = "TOPIC")]
+        topics: Vec<String>,
+        /// Print the moves without committing them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `chainflow dlq`.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Send the dead letters of a range back to their source topic, with their original key
+    /// and headers and a redrive count (`chainflow.redrive.count`).
+    Redrive(RedriveArgs),
+}
+
+/// Options of `chainflow dlq redrive`.
+#[derive(Debug, clap::Args)]
+pub struct RedriveArgs {
+    /// The dead-letter topic (dlq.market.option_chain), or its source topic.
+    pub topic: String,
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Only dead letters of this error kind (repeatable).
+    #[arg(long = "kind", value_name = "KIND")]
+    pub kinds: Vec<String>,
+    /// Print what would be sent back, and send nothing.
     #[arg(long)]
     pub dry_run: bool,
 }

@@ -48,6 +48,7 @@ async fn main() -> ExitCode {
     tracing::debug!(?config, "configuration (secrets redacted)");
     match commands::dispatch(cli.command, config).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS, // `chainflow tail ... | head`
         Err(e) => {
             logging::report(&e);
             if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<chainflow_config::ConfigError>().is_some() {
@@ -57,4 +58,11 @@ async fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Whether `e` is standard output closed by its reader.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }

@@ -34,8 +34,10 @@ impl PipelineStats {
 pub fn bar(total: Option<u64>, what: &str) -> ProgressBar {
     let bar = match total {
         Some(n) => ProgressBar::new(n).with_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {per_sec} {msg}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {per_sec} ETA {eta} {msg}",
+            )
+            .expect("valid template"),
         ),
         None => ProgressBar::new_spinner().with_style(
             ProgressStyle::with_template("{spinner} [{elapsed_precise}] {human_pos} {msg} ({per_sec})")
@@ -53,6 +55,23 @@ pub fn follow(progress: &ProgressBar, stats: &Arc<StageStats>) -> tokio::task::J
     tokio::spawn(async move {
         loop {
             progress.set_position(StageStats::get(&stats.records_in));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Redraws `progress` from a tool's records and bytes read, ten times a second, until aborted.
+pub fn follow_read(
+    progress: &ProgressBar,
+    read: &Arc<chainflow_tools::Progress>,
+    what: &str,
+) -> tokio::task::JoinHandle<()> {
+    let (progress, read, what) = (progress.clone(), read.clone(), what.to_string());
+    tokio::spawn(async move {
+        loop {
+            let (records, bytes) = read.get();
+            progress.set_position(records);
+            progress.set_message(format!("{what} · {}", indicatif::HumanBytes(bytes)));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })

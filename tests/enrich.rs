@@ -9,10 +9,10 @@ mod common;
 use chainflow_codec::{registry_settings, Codec};
 use chainflow_config::{default_products, Config, RegistryConfig};
 use chainflow_contract::topics::{dlq, ENRICHED_CHAIN, OPTION_CHAIN};
-use chainflow_contract::{EnrichedOptionChain, OptionChain, Quote, Record, StrikeQuotes};
+use chainflow_contract::{EnrichedOptionChain, OptionChain, Quote, Record};
 use common::{
-    chainflow, consumer, ends, free_port, group_at_end, kill, metric, product_config, stack, stack_pid, stack_up,
-    status, tick, wait_http, Names, Producer,
+    chain, chainflow, consumer, ends, free_port, group_at_end, kill, metric, product_config, stack, stack_pid,
+    stack_up, status, tick, wait_http, Names, Producer, CHAIN_EXPIRY,
 };
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Headers;
@@ -20,43 +20,6 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// 2025-01-23 09:15 IST, a week before the 2025-01-30 expiry (day 20118).
-const EVENT_US: i64 = 1_737_603_900_000_000;
-const EXPIRY: i32 = 20118;
-
-/// A chain of `product` with `strikes` strikes around 21,500.
-fn chain(product: &str, seq: i64, strikes: usize) -> OptionChain {
-    let quote = |mid: f64| Quote {
-        bid: mid - 0.5,
-        ask: mid + 0.5,
-        last: mid,
-        volume: 100,
-        oi: 1_000,
-        oi_change: 10,
-        iv: None,
-    };
-    OptionChain {
-        product: product.into(),
-        expiry: EXPIRY,
-        lot_size: 50,
-        spot: 21_500.0,
-        event_time: EVENT_US + seq * 1_000_000,
-        seq,
-        strikes: (0..strikes)
-            .map(|i| {
-                // 50 points apart, or closer for long chains, so every strike stays positive
-                let step = (20_000.0 / strikes as f64).min(50.0);
-                let k = 21_500.0 + step * (i as f64 - (strikes / 2) as f64);
-                StrikeQuotes {
-                    strike: k,
-                    call: quote((21_600.0 - k).max(5.0)),
-                    put: quote((k - 21_400.0).max(5.0)),
-                }
-            })
-            .collect(),
-    }
-}
 
 /// A configuration file with the product `name` only.
 fn config_for(name: &str) -> PathBuf {
@@ -189,7 +152,7 @@ async fn every_kind_of_bad_input_is_dead_lettered_once_and_the_good_chains_flow(
     let mut nan_spot = good(21);
     nan_spot.spot = f64::NAN;
     let mut expired = good(21);
-    expired.expiry = EXPIRY - 10;
+    expired.expiry = CHAIN_EXPIRY - 10;
     let empty = good(0);
     let mut duplicated = good(21);
     duplicated.strikes[4].strike = duplicated.strikes[3].strike;

@@ -34,6 +34,10 @@ pub const HEADER_VALUE_OMITTED: &str = "chainflow.error.value_omitted";
 /// The stage that dead-lettered the record (`enrich`, `sink`).
 pub const HEADER_ERROR_STAGE: &str = "chainflow.error.stage";
 
+/// How many times a record was sent back from a dead-letter topic (`chainflow dlq
+/// redrive`); kept when the record is dead-lettered again.
+pub const HEADER_REDRIVE_COUNT: &str = "chainflow.redrive.count";
+
 /// True for the headers a dead letter gets from chainflow (error and source), which a
 /// record dead-lettered again replaces rather than repeats.
 pub fn is_dead_letter_header(name: &str) -> bool {

@@ -124,28 +124,35 @@ impl Enrich {
             .subscribe(&[OPTION_CHAIN])
             .context("subscribing to market.option_chain")?;
         tracing::info!(group = %group, transactional, "enrich ready");
-        let limits = Limits {
-            max_strikes: self.section.max_strikes,
-            max_bytes: self.max_bytes(),
-        };
         let r = &self.section.retry;
         Ok(Some(Worker {
             consumer,
             producer,
-            processor: Processor::new(
-                self.codec.clone(),
-                UnknownIdGrace::new(self.unknown_id_grace, "enrich"),
-                self.products,
-                limits,
-            ),
+            processor: self.processor(),
             holds: Holds::default(),
             transactional,
             batch_records: self.section.batch_records,
-            max_bytes: limits.max_bytes,
+            max_bytes: self.max_bytes(),
             batch_wait: Duration::from_millis(self.section.batch_ms),
             retry: RetryPolicy::from_millis(r.initial_ms, r.max_ms, r.budget_ms),
             stats: self.stats,
         }))
+    }
+}
+
+impl Enrich {
+    /// What the stage turns each raw chain into, with its products, limits and the grace
+    /// for unknown schema ids: also what `chainflow replay --reprocess` runs.
+    pub fn processor(&self) -> Processor {
+        Processor::new(
+            self.codec.clone(),
+            UnknownIdGrace::new(self.unknown_id_grace, "enrich"),
+            self.products.clone(),
+            Limits {
+                max_strikes: self.section.max_strikes,
+                max_bytes: self.max_bytes(),
+            },
+        )
     }
 }
 

@@ -1,5 +1,5 @@
 //! The librdkafka calls that block their thread on the network (commits, seeks, committed
-//! offsets, metadata, watermarks, offsets for times, transactions, flush), run on tokio's
+//! offsets, metadata, watermarks, offsets for times, group lists, transactions, flush), run on tokio's
 //! blocking pool so that the async workers never wait on a broker. `clippy.toml` forbids
 //! calling them anywhere else.
 #![allow(
@@ -130,6 +130,61 @@ where
 {
     let consumer = consumer.clone();
     off_the_workers(move || consumer.seek_partitions(positions, timeout)).await
+}
+
+/// For each partition of `times` (whose offsets are timestamps in ms), the first offset
+/// whose record timestamp is at or after it (`Offset::End` when there is none).
+pub async fn offsets_for_times<K, X>(
+    consumer: &Arc<K>,
+    times: TopicPartitionList,
+    timeout: Duration,
+) -> KafkaResult<TopicPartitionList>
+where
+    K: Consumer<X> + Send + Sync + 'static,
+    X: ConsumerContext + 'static,
+{
+    let consumer = consumer.clone();
+    off_the_workers(move || consumer.offsets_for_times(times, timeout)).await
+}
+
+/// A consumer group as the cluster describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Group id.
+    pub name: String,
+    /// `Stable`, `Empty`, `PreparingRebalance`, `Dead`...
+    pub state: String,
+    /// `consumer` for consumer groups.
+    pub protocol_type: String,
+    /// Its members, as `client_id@host`.
+    pub members: Vec<String>,
+}
+
+/// The consumer groups the cluster knows (or only `group`), with their state and members.
+pub async fn fetch_group_list<H: Handle>(
+    handle: &Arc<H>,
+    group: Option<&str>,
+    timeout: Duration,
+) -> KafkaResult<Vec<Group>> {
+    let (handle, group) = (handle.clone(), group.map(str::to_string));
+    off_the_workers(move || {
+        let list = handle.client().fetch_group_list(group.as_deref(), timeout)?;
+        Ok(list
+            .groups()
+            .iter()
+            .map(|g| Group {
+                name: g.name().to_string(),
+                state: g.state().to_string(),
+                protocol_type: g.protocol_type().to_string(),
+                members: g
+                    .members()
+                    .iter()
+                    .map(|m| format!("{}@{}", m.client_id(), m.client_host()))
+                    .collect(),
+            })
+            .collect())
+    })
+    .await
 }
 
 /// Waits until every record the producer holds is delivered (or `timeout`).

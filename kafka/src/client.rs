@@ -6,7 +6,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::ClientConfig;
 
 /// Base settings shared by every client; user properties win over chainflow's defaults.
-fn base(kafka: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
+pub(crate) fn base(kafka: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &kafka.bootstrap_servers);
     c.set_log_level(RDKafkaLogLevel::Warning);

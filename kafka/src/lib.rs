@@ -1,6 +1,6 @@
 //! Kafka plumbing shared by the stages: client settings built from the configuration, the
 //! blocking librdkafka calls moved off the async workers, topic provisioning, dead-letter
-//! records and consumer helpers.
+//! records, consumer helpers, and ranges of a topic read without a group (the tools).
 
 pub mod admin;
 pub mod blocking;
@@ -8,8 +8,10 @@ pub mod client;
 pub mod consumer;
 pub mod dlq;
 pub mod hold;
+pub mod range;
 
 pub use admin::{ensure_topics, topic_config, TopicOutcome};
 pub use client::{consumer_config, producer_config, transactional_producer_config};
 pub use dlq::DeadLetter;
 pub use hold::Holds;
+pub use range::{Bound, RangeReader, Span};

@@ -70,6 +70,10 @@ pub trait Stream: Send + Sync + 'static {
     /// How many ClickHouse rows `rows` holds.
     fn row_count(rows: &Self::Rows) -> usize;
 
+    /// When the event `rows` describe happened (µs since the epoch), for streams of market
+    /// events; `None` for the others.
+    fn event_time_us(rows: &Self::Rows) -> Option<i64>;
+
     /// Inserts the rows of `records`, each table under `token` and the table's name.
     fn insert(
         &self,
@@ -177,6 +181,10 @@ impl Stream for Chains {
         1 + rows.1.len()
     }
 
+    fn event_time_us(rows: &Self::Rows) -> Option<i64> {
+        Some(rows.0.event_time_us)
+    }
+
     /// Options first, so a chain visible in `chain_snapshots` always has its options.
     async fn insert(
         &self,
@@ -219,6 +227,10 @@ impl Stream for Ticks {
         1
     }
 
+    fn event_time_us(rows: &Self::Rows) -> Option<i64> {
+        Some(rows.event_time_us)
+    }
+
     async fn insert(
         &self,
         client: &Client,
@@ -252,6 +264,10 @@ impl Stream for Quotes {
         1
     }
 
+    fn event_time_us(rows: &Self::Rows) -> Option<i64> {
+        Some(rows.event_time_us)
+    }
+
     async fn insert(
         &self,
         client: &Client,
@@ -283,6 +299,10 @@ impl Stream for DeadLetters {
 
     fn row_count(_: &Self::Rows) -> usize {
         1
+    }
+
+    fn event_time_us(_: &Self::Rows) -> Option<i64> {
+        None
     }
 
     async fn insert(

@@ -6,8 +6,9 @@ mod feed;
 mod infra;
 mod run;
 mod services;
+mod tools;
 
-use crate::cli::{Command, ConfigCommand, FeedSubcommand, RegistrySubcommand};
+use crate::cli::{Command, ConfigCommand, DlqCommand, FeedSubcommand, RegistrySubcommand};
 use anyhow::Result;
 use chainflow_config::Config;
 
@@ -28,6 +29,10 @@ pub async fn dispatch(command: Command, config: Config) -> Result<()> {
         Command::Sink(args) => services::sink(&config, &args).await,
         Command::Prune(args) => infra::prune(&config, &args).await,
         Command::Run(args) => run::run(&config, &args).await,
+        Command::Replay(args) => tools::replay(&config, &args).await,
+        Command::Tail(args) => tools::tail(&config, &args).await,
+        Command::Groups(cmd) => tools::groups(&config, &cmd).await,
+        Command::Dlq(DlqCommand::Redrive(args)) => tools::redrive(&config, &args).await,
         Command::Analyze(args) => analyze::analyze(&config, &args),
         Command::Config(ConfigCommand::Check { print }) => {
             config::check(&config, print);

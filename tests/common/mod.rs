@@ -482,3 +482,44 @@ pub async fn sink_groups_at_end(cfg: &Config, prefix: &str) {
         group_at_end(cfg, &format!("{prefix}-dead_letters"), &topic).await;
     }
 }
+
+/// 2025-01-23 09:15 IST (03:45 UTC), a week before the 2025-01-30 expiry: when
+/// [`chain`]'s second 0 is.
+pub const CHAIN_EVENT_US: i64 = 1_737_603_900_000_000;
+/// The 2025-01-30 expiry (days since 1970-01-01) of [`chain`].
+pub const CHAIN_EXPIRY: i32 = 20118;
+
+/// A raw chain of `product` with `strikes` strikes around 21,500, `seq` seconds after
+/// [`CHAIN_EVENT_US`].
+pub fn chain(product: &str, seq: i64, strikes: usize) -> chainflow_contract::OptionChain {
+    use chainflow_contract::{OptionChain, Quote, StrikeQuotes};
+    let quote = |mid: f64| Quote {
+        bid: mid - 0.5,
+        ask: mid + 0.5,
+        last: mid,
+        volume: 100,
+        oi: 1_000,
+        oi_change: 10,
+        iv: None,
+    };
+    OptionChain {
+        product: product.into(),
+        expiry: CHAIN_EXPIRY,
+        lot_size: 50,
+        spot: 21_500.0,
+        event_time: CHAIN_EVENT_US + seq * 1_000_000,
+        seq,
+        strikes: (0..strikes)
+            .map(|i| {
+                // 50 points apart, or closer for long chains, so every strike stays positive
+                let step = (20_000.0 / strikes as f64).min(50.0);
+                let k = 21_500.0 + step * (i as f64 - (strikes / 2) as f64);
+                StrikeQuotes {
+                    strike: k,
+                    call: quote((21_600.0 - k).max(5.0)),
+                    put: quote((k - 21_400.0).max(5.0)),
+                }
+            })
+            .collect(),
+    }
+}
