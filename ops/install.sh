@@ -64,12 +64,13 @@ case "$BROKER" in
   *) echo "CHAINFLOW_STACK_BROKER: nisshi or tansu, got $BROKER" >&2; exit 2 ;;
 esac
 
-# Test tools: Confluent's Schema Registry client (an independent client for the registry)
-# and chdb (an in-process current ClickHouse, to check the shipped SQL).
-if python3 -c 'import confluent_kafka, authlib, httpx, cachetools, attrs, chdb' >/dev/null 2>&1; then
+# Test tools: Confluent's Schema Registry client (an independent client for the registry),
+# fastavro (Avro for the Python consumer example) and chdb (an in-process current
+# ClickHouse, to check the shipped SQL).
+if python3 -c 'import confluent_kafka, authlib, httpx, cachetools, attrs, fastavro, chdb' >/dev/null 2>&1; then
   log "python test tools: already installed"
 else
   log "python test tools: confluent-kafka, chdb-core"
-  python3 -m pip install -q --disable-pip-version-check 'confluent-kafka==2.16.1' authlib httpx cachetools attrs \
+  python3 -m pip install -q --disable-pip-version-check 'confluent-kafka==2.16.1' authlib httpx cachetools attrs 'fastavro==1.12.1' \
     'chdb-core==26.9.0'
 fi

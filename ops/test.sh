@@ -7,7 +7,8 @@
 #   unit         cargo test --workspace: unit and pure tests, nothing started
 #   stack        the local stack (ops/stack.sh up), started if needed
 #   integration  the tests behind the `stack` feature, against the real broker, registry
-#                and ClickHouse; fails when none ran
+#                and ClickHouse (the example consumers included); fails when none ran
+#   schemas      the contract's schemas against the released ones and the registry
 #   chaos        the short fault-injection suite on a private stack (ops/chaos.sh)
 #   compose      docker-compose.kafka.yml validates
 #   sql          the shipped SQL on a current ClickHouse engine (chdb)
@@ -70,6 +71,7 @@ for p in json.load(sys.stdin)["packages"]:
     for t in p["targets"]:
         if "stack" in (t.get("required-features") or []):
             print("--test", t["name"])')
+cargo build --quiet --example consume  # run by tests/contracts.rs
 # shellcheck disable=SC2086
 run_tests --workspace --features stack $stack_tests --quiet -- --test-threads=1
 stack_passed=$passed
@@ -77,6 +79,9 @@ if [ "$stack_passed" -eq 0 ]; then
   echo "no integration test ran" >&2
   exit 1
 fi
+
+phase schemas
+target/debug/chainflow schemas check
 
 phase chaos
 ops/chaos.sh

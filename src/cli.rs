@@ -84,6 +84,9 @@ pub enum Command {
     /// Dead letters: send them back to their source topic after a fix.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// The contract's Avro schemas.
+    #[command(subcommand)]
+    Schemas(SchemasCommand),
     /// Enrich one option chain given as JSON (FILE or standard input) and print it as JSON.
     Analyze(AnalyzeArgs),
     /// Check the configuration.
@@ -125,6 +128,29 @@ pub struct PruneArgs {
     /// Print what would be dropped without dropping it.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `chainflow schemas`.
+#[derive(Debug, Subcommand)]
+pub enum SchemasCommand {
+    /// Check every subject's schema against its released copy and the registry's latest
+    /// version, under the subject's compatibility level; fails naming the subject and field.
+    Check(SchemasCheckArgs),
+}
+
+/// Options of `chainflow schemas check`.
+#[derive(Debug, clap::Args)]
+pub struct SchemasCheckArgs {
+    /// Directory of new schemas (`underlying_tick.avsc`, ...); files it lacks are the
+    /// contract's own (default: the contract's schemas, contract/avro/).
+    #[arg(long, value_name = "DIR")]
+    pub schemas: Option<PathBuf>,
+    /// Directory of released schemas (default: the contract's, contract/avro/released/).
+    #[arg(long, value_name = "DIR")]
+    pub released: Option<PathBuf>,
+    /// Do not ask the Schema Registry.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// A range of a topic: `--from`, `--to` and `--partition`.

@@ -87,6 +87,35 @@ pub fn registry_settings(section: &RegistryConfig) -> Result<SrSettings, CodecEr
     builder.build_with(client).map_err(|e| registry_error(&e))
 }
 
+/// A subject's latest registered schema.
+#[derive(Debug, Clone)]
+pub struct Latest {
+    /// Its global id.
+    pub id: u32,
+    /// Its version in the subject, when the registry says.
+    pub version: Option<u32>,
+    /// The schema text.
+    pub schema: String,
+}
+
+/// The latest schema of `subject` in the registry, `None` when the subject has none; an
+/// error when the registry cannot be asked.
+pub async fn latest_schema(settings: &SrSettings, subject: &str) -> Result<Option<Latest>, CodecError> {
+    match schema_registry_converter::async_impl::schema_registry::get_schema_by_subject_and_version(
+        settings, subject, None,
+    )
+    .await
+    {
+        Ok(r) => Ok(Some(Latest {
+            id: r.id,
+            version: r.version,
+            schema: r.schema,
+        })),
+        Err(e) if !e.retriable && e.error.contains("404") => Ok(None),
+        Err(e) => Err(registry_error(&e)),
+    }
+}
+
 /// Where a record was read: the unknown-id grace is kept per partition.
 #[derive(Debug, Clone, Copy)]
 pub struct Position<'a> {

@@ -1,6 +1,7 @@
 //! What the stages share: the Kafka, Schema Registry and ClickHouse connections.
 
 use crate::secret::{Properties, Secret};
+use chainflow_contract::compat::Level;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -55,6 +56,10 @@ pub struct RegistryConfig {
     pub tls: RegistryTls,
     /// Users of `chainflow registry`, by name; none: no authentication.
     pub users: BTreeMap<String, RegistryUser>,
+    /// The global compatibility level of `chainflow registry` until one is set through its
+    /// API (`PUT /config`): FULL, the level of chainflow's contract (docs/topics.md);
+    /// Confluent's registry defaults to BACKWARD.
+    pub compatibility: Level,
 }
 
 /// The registry's certificate and key (`[registry.tls]`), PEM files.
@@ -134,6 +139,7 @@ impl Default for RegistryConfig {
             max_schema_bytes: 256 << 10,
             tls: RegistryTls::default(),
             users: BTreeMap::new(),
+            compatibility: Level::Full,
         }
     }
 }

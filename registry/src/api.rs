@@ -1,6 +1,5 @@
 //! The Confluent Schema Registry REST API.
 
-use crate::compat::Level;
 use crate::error::RegistryError;
 use crate::instance::Instance;
 use crate::store::{parse, SubjectVersion};
@@ -10,6 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use chainflow_contract::compat::Level;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;

@@ -91,7 +91,7 @@ impl RegistryError {
             42203,
             format!(
                 "Invalid compatibility level '{level}'. Valid values are {}",
-                crate::compat::VALID_LEVELS
+                chainflow_contract::compat::VALID_LEVELS
             ),
         )
     }

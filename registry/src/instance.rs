@@ -77,7 +77,7 @@ impl Instance {
                 .map_or(0, |d| d.as_nanos())
         );
         let instance = Arc::new(Self {
-            store: RwLock::new(Store::default()),
+            store: RwLock::new(Store::with_default_level(section.compatibility)),
             reader: Arc::new(reader),
             writer,
             writing: Mutex::new(()),

@@ -8,7 +8,6 @@
 
 mod api;
 mod auth;
-mod compat;
 mod error;
 mod floor;
 mod instance;
@@ -18,7 +17,7 @@ mod topic;
 
 pub use api::{router, Api, CONTENT_TYPE};
 pub use auth::hash_password;
-pub use compat::Level;
+pub use chainflow_contract::compat::Level;
 pub use error::RegistryError;
 pub use instance::Instance;
 pub use topic::would_lose_records;

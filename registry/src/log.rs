@@ -2,7 +2,7 @@
 //! followed after. Keys and values are JSON in the shape Confluent's registry uses, plus
 //! chainflow's claims (`CHAINFLOW_CLAIM`), by which instances agree on new ids.
 
-use crate::compat::Level;
+use chainflow_contract::compat::Level;
 use serde::{Deserialize, Serialize};
 
 /// One change to the registry's state.

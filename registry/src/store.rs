@@ -8,10 +8,10 @@
 //! a schema that has no id yet. A losing claim changes nothing; its instance reads on and
 //! plans again.
 
-use crate::compat::Level;
 use crate::error::RegistryError;
 use crate::log::{Claim, Entry, SchemaValue};
 use apache_avro::Schema;
+use chainflow_contract::compat::Level;
 use std::collections::{BTreeMap, HashMap};
 
 /// A schema known by id.
@@ -87,6 +87,8 @@ pub struct Store {
     pending: BTreeMap<String, (u32, u32)>,
     /// New ids go above this too: the highest id this registry ever served (state dir).
     floor: u32,
+    /// The level of subjects without their own, while the log sets none (`registry.compatibility`).
+    default_level: Level,
     global: Level,
     subject_levels: BTreeMap<String, Level>,
 }
@@ -101,6 +103,7 @@ impl Default for Store {
             highest_version: BTreeMap::new(),
             pending: BTreeMap::new(),
             floor: 0,
+            default_level: Level::Backward,
             global: Level::Backward,
             subject_levels: BTreeMap::new(),
         }
@@ -116,6 +119,16 @@ pub fn parse(raw: &str) -> Result<(Schema, String), RegistryError> {
 }
 
 impl Store {
+    /// An empty state whose global level, until the log sets one, is `level` (Confluent's
+    /// default is BACKWARD; chainflow's `registry.compatibility` is FULL).
+    pub fn with_default_level(level: Level) -> Self {
+        Self {
+            default_level: level,
+            global: level,
+            ..Self::default()
+        }
+    }
+
     /// Applies one record of the `_schemas` topic, in log order. A claim wins when its
     /// version is above every version of its subject so far, and its id is either the id
     /// its schema already has, or, for a schema without one, above every id so far.
@@ -133,7 +146,7 @@ impl Store {
                     }
                 }
             }
-            Entry::Config { subject: None, level } => self.global = level.unwrap_or(Level::Backward),
+            Entry::Config { subject: None, level } => self.global = level.unwrap_or(self.default_level),
             Entry::Config {
                 subject: Some(s),
                 level: Some(l),

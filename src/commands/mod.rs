@@ -5,10 +5,11 @@ mod config;
 mod feed;
 mod infra;
 mod run;
+mod schemas;
 mod services;
 mod tools;
 
-use crate::cli::{Command, ConfigCommand, DlqCommand, FeedSubcommand, RegistrySubcommand};
+use crate::cli::{Command, ConfigCommand, DlqCommand, FeedSubcommand, RegistrySubcommand, SchemasCommand};
 use anyhow::Result;
 use chainflow_config::Config;
 
@@ -33,6 +34,7 @@ pub async fn dispatch(command: Command, config: Config) -> Result<()> {
         Command::Tail(args) => tools::tail(&config, &args).await,
         Command::Groups(cmd) => tools::groups(&config, &cmd).await,
         Command::Dlq(DlqCommand::Redrive(args)) => tools::redrive(&config, &args).await,
+        Command::Schemas(SchemasCommand::Check(args)) => schemas::check(&config, &args).await,
         Command::Analyze(args) => analyze::analyze(&config, &args),
         Command::Config(ConfigCommand::Check { print }) => {
             config::check(&config, print);
