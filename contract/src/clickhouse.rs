@@ -1,4 +1,4 @@
-//! ClickHouse migrations (`schemas/clickhouse/*.sql`), embedded in the binary.
+//! ClickHouse migrations (`contract/clickhouse/*.sql`), embedded in the binary.
 //!
 //! A file is a list of statements separated by `;` at the end of a line, with
 //! `{database}` standing for the configured database. A first line
@@ -37,6 +37,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_stream_deduplication.sql",
         sql: include_str!("../clickhouse/0004_stream_deduplication.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_candles_and_chain_metrics.sql",
+        sql: include_str!("../clickhouse/0005_candles_and_chain_metrics.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "0006_view_deduplication.sql",
+        sql: include_str!("../clickhouse/0006_view_deduplication.sql"),
+    },
 ];
 
 /// The tables that grow with the data, each with the DateTime column its monthly
@@ -48,6 +58,8 @@ pub const DATA_TABLES: &[(&str, &str)] = &[
     ("option_quotes", "event_time"),
     ("dead_letters", "error_time"),
     ("sink_batches", "recorded_at"),
+    ("candles_state", "bucket"),
+    ("chain_metrics_state", "minute"),
 ];
 
 impl Migration {
