@@ -34,6 +34,10 @@ pub const HEADER_VALUE_OMITTED: &str = "chainflow.error.value_omitted";
 /// The stage that dead-lettered the record (`enrich`, `sink`).
 pub const HEADER_ERROR_STAGE: &str = "chainflow.error.stage";
 
+/// When the feed produced the record, µs since the epoch (wall clock): carried by enrich,
+/// it is where the pipeline latency is measured from.
+pub const HEADER_PRODUCED_AT: &str = "chainflow.produced_at_us";
+
 /// How many times a record was sent back from a dead-letter topic (`chainflow dlq
 /// redrive`); kept when the record is dead-lettered again.
 pub const HEADER_REDRIVE_COUNT: &str = "chainflow.redrive.count";

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use chainflow_analytics::ProductTerms;
 use chainflow_codec::{Codec, UnknownIdGrace};
 use chainflow_config::{EnrichConfig, KafkaConfig};
-use chainflow_contract::topics::OPTION_CHAIN;
+use chainflow_contract::topics::{ENRICHED_CHAIN, OPTION_CHAIN};
 use chainflow_contract::EnrichedOptionChain;
 use chainflow_kafka::{blocking, consumer_config, producer_config, Holds};
 use chainflow_runtime::{RetryPolicy, Stage, StageContext, StageStats};
@@ -156,6 +156,22 @@ impl Enrich {
     }
 }
 
+/// Shows enrich's counters at 0 from the start (a rate needs a first sample).
+fn announce_metrics() {
+    metrics::counter!("chainflow_records_in_total", "stage" => "enrich", "topic" => OPTION_CHAIN).increment(0);
+    metrics::counter!("chainflow_records_out_total", "stage" => "enrich", "topic" => ENRICHED_CHAIN).increment(0);
+    for outcome in ["enriched", "dead_letter"] {
+        metrics::counter!("chainflow_enrich_records_total", "outcome" => outcome).increment(0);
+    }
+    for outcome in ["solved", "failed"] {
+        metrics::counter!("chainflow_iv_solves_total", "outcome" => outcome).increment(0);
+    }
+    metrics::counter!("chainflow_enrich_retries_total").increment(0);
+    metrics::counter!("chainflow_enrich_registry_waits_total").increment(0);
+    metrics::counter!("chainflow_enrich_aborted_batches_total").increment(0);
+    metrics::counter!("chainflow_unknown_schema_waits_total", "stage" => "enrich").increment(0);
+}
+
 impl Stage for Enrich {
     fn name(&self) -> &'static str {
         "enrich"
@@ -166,6 +182,7 @@ impl Stage for Enrich {
         let Some(worker) = self.connect(&ctx).await? else {
             return Ok(());
         };
+        announce_metrics();
         ctx.set_ready(true);
         worker.run(&ctx).await
     }

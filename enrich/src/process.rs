@@ -6,7 +6,7 @@
 use chainflow_analytics::{enrich_chain, ProductTerms, Source};
 use chainflow_codec::{Codec, CodecError, Position, UnknownIdGrace};
 use chainflow_contract::topics::{is_dead_letter_header, HEADER_ID};
-use chainflow_contract::{OptionChain, Record};
+use chainflow_contract::{EnrichedOptionChain, OptionChain, Record};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -115,6 +115,7 @@ impl Processor {
             Ok(e) => e,
             Err(e) => return dead(e.kind(), e.to_string()),
         };
+        count_solves(&enriched);
         let value = match self.codec.encode(&enriched).await {
             Ok(v) => v,
             Err(e) if e.is_transient() => return Err(NotYet::Unavailable(e.to_string())),
@@ -134,6 +135,28 @@ impl Processor {
         }
         Ok(Output::Enriched { key, headers, value })
     }
+}
+
+/// Counts the implied volatilities of `chain`'s priced options, solved or not, and notes
+/// when its product was last enriched.
+fn count_solves(chain: &EnrichedOptionChain) {
+    let (mut solved, mut failed) = (0u64, 0u64);
+    for o in chain
+        .strikes
+        .iter()
+        .flat_map(|s| [&s.call, &s.put])
+        .filter(|o| o.price.is_some())
+    {
+        if o.iv.is_some() {
+            solved += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    metrics::counter!("chainflow_iv_solves_total", "outcome" => "solved").increment(solved);
+    metrics::counter!("chainflow_iv_solves_total", "outcome" => "failed").increment(failed);
+    metrics::gauge!("chainflow_last_chain_timestamp_seconds", "product" => chain.product.clone())
+        .set(chrono::Utc::now().timestamp_micros() as f64 / 1e6);
 }
 
 /// The headers of the raw record (such as `traceparent`), less dead-letter ones and any

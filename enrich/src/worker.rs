@@ -9,7 +9,7 @@ use crate::context::EnrichContext;
 use crate::process::{NotYet, Output, Processor, RECORD_OVERHEAD};
 use crate::transactions::TRANSACTION_TIMEOUT;
 use anyhow::{anyhow, Context, Result};
-use chainflow_contract::topics::ENRICHED_CHAIN;
+use chainflow_contract::topics::{ENRICHED_CHAIN, OPTION_CHAIN};
 use chainflow_kafka::consumer::rewind;
 use chainflow_kafka::{blocking, DeadLetter, Holds};
 use chainflow_runtime::{sleep_until, Backoff, RetryPolicy, StageContext, StageStats};
@@ -397,6 +397,10 @@ impl Worker {
         StageStats::add(&self.stats.records_in, batch.records());
         StageStats::add(&self.stats.records_out, batch.enriched);
         StageStats::add(&self.stats.dead_letters, batch.dead);
+        metrics::counter!("chainflow_records_in_total", "stage" => "enrich", "topic" => OPTION_CHAIN)
+            .increment(batch.records());
+        metrics::counter!("chainflow_records_out_total", "stage" => "enrich", "topic" => ENRICHED_CHAIN)
+            .increment(batch.enriched);
         metrics::counter!("chainflow_enrich_records_total", "outcome" => "enriched").increment(batch.enriched);
         metrics::counter!("chainflow_enrich_records_total", "outcome" => "dead_letter").increment(batch.dead);
         metrics::histogram!("chainflow_enrich_batch_seconds").record(started.elapsed().as_secs_f64());

@@ -6,11 +6,13 @@ use crate::sim::MarketEvent;
 use anyhow::{Context, Result};
 use chainflow_codec::Codec;
 use chainflow_config::KafkaConfig;
+use chainflow_contract::topics::HEADER_PRODUCED_AT;
 use chainflow_contract::{OptionChain, OptionQuote, Record, UnderlyingTick};
 use chainflow_kafka::{blocking, producer_config};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -119,7 +121,7 @@ impl Sender {
 
     fn reap(&mut self, done: Result<Delivered>) -> Result<()> {
         let d = done?;
-        metrics::counter!("chainflow_feed_records_total", "topic" => d.topic).increment(1);
+        metrics::counter!("chainflow_records_out_total", "stage" => "feed", "topic" => d.topic).increment(1);
         self.acked.count(&d);
         Ok(())
     }
@@ -132,7 +134,12 @@ impl Sender {
             MarketEvent::Chain(c) => Some((c.option_count() as u64, c.event_time)),
             _ => None,
         };
-        let mut record = FutureRecord::to(topic).key(key).payload(&payload);
+        let produced_at = chrono::Utc::now().timestamp_micros().to_string();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: HEADER_PRODUCED_AT,
+            value: Some(&produced_at),
+        });
+        let mut record = FutureRecord::to(topic).key(key).payload(&payload).headers(headers);
         let delivery = loop {
             match self.producer.send_result(record) {
                 Ok(d) => break d,

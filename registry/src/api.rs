@@ -60,6 +60,28 @@ pub fn router(registry: Shared) -> Router {
                 .delete(delete_subject_config),
         )
         .with_state(registry)
+        .layer(axum::middleware::from_fn(count_requests))
+}
+
+/// Counts each answered request by method and status (`chainflow_registry_requests_total`).
+async fn count_requests(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().as_str().to_string();
+    let response = next.run(req).await;
+    metrics::counter!("chainflow_registry_requests_total", "method" => method, "status" => response.status().as_u16().to_string())
+        .increment(1);
+    response
+}
+
+/// Shows the registry's event counters at 0 from the start.
+pub fn announce_metrics() {
+    for name in [
+        "chainflow_registry_claims_lost_total",
+        "chainflow_registry_refused_records_total",
+        "chainflow_registry_lost_ids_detected_total",
+        "chainflow_registry_auth_failures_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
 }
 
 /// An answer in Confluent's shape: the value, or `{"error_code", "message"}` with the

@@ -61,6 +61,7 @@ impl Stage for RegistryServer {
     }
 
     async fn run(self, ctx: StageContext) -> Result<()> {
+        api::announce_metrics();
         let gate = Arc::new(auth::Gate::new(&self.section)?);
         let tls = tls_config(&self.section)?;
         let listener = http::bind(&self.section.listen).await?;

@@ -1,18 +1,16 @@
 //! The endpoints every component serves: `/metrics` (Prometheus text format), `/healthz`
 //! (the process is alive) and `/readyz` (every stage can do its work).
 
+use crate::catalogue::{Kind, METRICS};
 use crate::Health;
 use anyhow::{Context, Result};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// Histogram buckets, in seconds or counts.
-const BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// The process's metrics recorder, installed on first use.
 fn recorder() -> Result<PrometheusHandle> {
@@ -20,11 +18,16 @@ fn recorder() -> Result<PrometheusHandle> {
     if let Some(h) = HANDLE.get() {
         return Ok(h.clone());
     }
-    let handle = PrometheusBuilder::new()
-        .set_buckets(BUCKETS)
-        .context("configuring histogram buckets")?
-        .install_recorder()
-        .context("installing the metrics recorder")?;
+    let mut builder = PrometheusBuilder::new();
+    for m in METRICS {
+        if let Kind::Histogram(buckets) = m.kind {
+            builder = builder
+                .set_buckets_for_metric(Matcher::Full(m.name.to_string()), buckets)
+                .with_context(|| format!("configuring the buckets of {}", m.name))?;
+        }
+    }
+    let handle = builder.install_recorder().context("installing the metrics recorder")?;
+    crate::catalogue::describe();
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 

@@ -2,10 +2,12 @@
 //! a [`StageContext`] that says when to stop and where to report readiness; a [`Pipeline`]
 //! runs stages together, stops them all when one fails or the process is asked to stop, and
 //! bounds how long they may take to flush; [`signals`] turns SIGINT and SIGTERM into that
-//! request (a second signal exits at once); [`http`] serves /metrics, /healthz and /readyz;
+//! request (a second signal exits at once); [`http`] serves /metrics, /healthz and /readyz
+//! with the metrics of [`catalogue`];
 //! [`RetryPolicy`] and [`Backoff`] are how every stage retries a transient failure.
 
 mod backoff;
+pub mod catalogue;
 pub mod http;
 mod pipeline;
 pub mod signals;

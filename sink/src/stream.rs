@@ -74,6 +74,11 @@ pub trait Stream: Send + Sync + 'static {
     /// events; `None` for the others.
     fn event_time_us(rows: &Self::Rows) -> Option<i64>;
 
+    /// The key and `seq` of a market event, for sequence gaps; `None` for the others.
+    fn sequence(_rows: &Self::Rows) -> Option<(String, i64)> {
+        None
+    }
+
     /// Inserts the rows of `records`, each table under `token` and the table's name.
     fn insert(
         &self,
@@ -185,6 +190,10 @@ impl Stream for Chains {
         Some(rows.0.event_time_us)
     }
 
+    fn sequence(rows: &Self::Rows) -> Option<(String, i64)> {
+        Some((format!("{}|{}", rows.0.product, rows.0.expiry), rows.0.seq))
+    }
+
     /// Options first, so a chain visible in `chain_snapshots` always has its options.
     async fn insert(
         &self,
@@ -231,6 +240,10 @@ impl Stream for Ticks {
         Some(rows.event_time_us)
     }
 
+    fn sequence(rows: &Self::Rows) -> Option<(String, i64)> {
+        Some((rows.product.clone(), rows.seq))
+    }
+
     async fn insert(
         &self,
         client: &Client,
@@ -266,6 +279,10 @@ impl Stream for Quotes {
 
     fn event_time_us(rows: &Self::Rows) -> Option<i64> {
         Some(rows.event_time_us)
+    }
+
+    fn sequence(rows: &Self::Rows) -> Option<(String, i64)> {
+        Some((rows.symbol.clone(), rows.seq))
     }
 
     async fn insert(

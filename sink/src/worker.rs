@@ -11,6 +11,7 @@ use crate::retry::{Class, Failure};
 use crate::stall::{measure, Measurement, StallTracker};
 use crate::stream::{Reject, Stream};
 use anyhow::{anyhow, Context, Result};
+use chainflow_contract::topics::HEADER_PRODUCED_AT;
 use chainflow_kafka::{blocking, DeadLetter, Holds};
 use chainflow_runtime::{sleep_until, Backoff, RetryPolicy, StageContext, StageStats};
 use clickhouse::Client;
@@ -76,6 +77,8 @@ pub struct Worker<S: Stream> {
     commits_failing: Option<Instant>,
     /// Until when a stopping worker retries its last writes.
     stop_deadline: Option<Instant>,
+    /// The highest `seq` seen per key, for sequence gaps.
+    sequences: Sequences,
 }
 
 /// What a retry does when the stage is asked to stop.
@@ -87,6 +90,54 @@ enum OnStop {
     /// Keeps trying until most of the shutdown timeout is spent (writing what was read),
     /// then fails the stage: nothing it holds is committed.
     Finish,
+}
+
+/// Counts records ClickHouse acknowledged: out of their topic, the pipeline latency from
+/// their production stamp, and how far behind the market the newest one is.
+fn stored<S: Stream>(topic: &str, entries: &[&Entry<S::Rows>], rows: &[&S::Rows]) {
+    metrics::counter!("chainflow_records_out_total", "stage" => S::STAGE, "topic" => topic.to_string())
+        .increment(entries.len() as u64);
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let latency = metrics::histogram!("chainflow_pipeline_latency_seconds", "stream" => S::NAME);
+    for e in entries {
+        if let Some(at) = produced_at(&e.message) {
+            latency.record((now_us - at).max(0) as f64 / 1e6);
+        }
+    }
+    if let Some(newest) = rows.iter().filter_map(|r| S::event_time_us(r)).max() {
+        metrics::gauge!("chainflow_event_time_lag_seconds", "stream" => S::NAME).set((now_us - newest) as f64 / 1e6);
+    }
+}
+
+/// The feed's production stamp of `msg` (`chainflow.produced_at_us`), µs.
+fn produced_at(msg: &OwnedMessage) -> Option<i64> {
+    use rdkafka::message::Headers;
+    msg.headers()?
+        .iter()
+        .find(|h| h.key == HEADER_PRODUCED_AT)
+        .and_then(|h| std::str::from_utf8(h.value?).ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The highest `seq` seen per key: a record that skips ahead of it is a gap. A key starting
+/// again at 1 is a feed that restarted; anything else at or below it is a redelivery or a
+/// replay, not a gap.
+#[derive(Debug, Default)]
+pub struct Sequences(HashMap<String, i64>);
+
+impl Sequences {
+    /// Notes `seq` for `key`; `Some(expected)` when records between were never seen.
+    pub fn gap(&mut self, key: &str, seq: i64) -> Option<i64> {
+        let Some(last) = self.0.get_mut(key) else {
+            self.0.insert(key.to_string(), seq);
+            return None;
+        };
+        let expected = *last + 1;
+        if seq == 1 || seq > *last {
+            *last = seq;
+        }
+        (seq > expected).then_some(expected)
+    }
 }
 
 /// Share of the shutdown timeout a stopping sink spends retrying its last writes.
@@ -126,11 +177,13 @@ impl<S: Stream> Worker<S> {
             stalled: false,
             commits_failing: None,
             stop_deadline: None,
+            sequences: Sequences::default(),
         }
     }
 
     /// Runs until `ctx` says stop, then writes and commits what it holds.
     pub async fn run(mut self, ctx: &StageContext) -> Result<()> {
+        self.announce_metrics();
         // often enough that a stall is seen within the threshold and a half
         let every = LAG_CHECK.min(self.stall_after / 2).max(Duration::from_millis(100));
         let mut measurements = measure(self.consumer.clone(), every);
@@ -174,6 +227,23 @@ impl<S: Stream> Worker<S> {
         self.flush(false, ctx).await?;
         tracing::info!(stream = S::NAME, "sink stream stopped");
         Ok(())
+    }
+
+    /// Shows the stream's event counters at 0 from the start (a rate needs a first sample).
+    fn announce_metrics(&self) {
+        let stream = S::NAME;
+        metrics::counter!("chainflow_sink_retries_total", "stream" => stream).increment(0);
+        metrics::counter!("chainflow_sink_stalls_total", "stream" => stream).increment(0);
+        metrics::counter!("chainflow_sink_kafka_errors_total", "stream" => stream, "operation" => "read").increment(0);
+        metrics::counter!("chainflow_sink_commit_errors_total").increment(0);
+        metrics::counter!("chainflow_unknown_schema_waits_total", "stage" => S::STAGE).increment(0);
+        metrics::gauge!("chainflow_sink_paused_partitions", "stream" => stream).set(0.0);
+        for topic in &self.topics {
+            metrics::counter!("chainflow_records_in_total", "stage" => S::STAGE, "topic" => topic.clone()).increment(0);
+            metrics::counter!("chainflow_records_out_total", "stage" => S::STAGE, "topic" => topic.clone())
+                .increment(0);
+            metrics::counter!("chainflow_sequence_gaps_total", "topic" => topic.clone()).increment(0);
+        }
     }
 
     /// Tries the held records again; releases the partitions whose record can now be
@@ -246,6 +316,7 @@ impl<S: Stream> Worker<S> {
             return Ok(()); // its partition is held at an earlier record
         }
         StageStats::add(&self.stats.records_in, 1);
+        metrics::counter!("chainflow_records_in_total", "stage" => S::STAGE, "topic" => tp.0.clone()).increment(1);
         if !self.recorded.contains_key(&tp) {
             let ledger = self.io.ledger.clone();
             let (ledger, topic, partition) = (&ledger, tp.0.as_str(), tp.1);
@@ -304,6 +375,12 @@ impl<S: Stream> Worker<S> {
             }
             Err(Reject::Transient(_)) => unreachable!("transient rejections are retried above"),
         };
+        if let Some((key, seq)) = rows.as_ref().and_then(S::sequence) {
+            if let Some(expected) = self.sequences.gap(&key, seq) {
+                metrics::counter!("chainflow_sequence_gaps_total", "topic" => tp.0.clone()).increment(1);
+                tracing::warn!(stream = S::NAME, topic = %tp.0, key = %key, expected, seq, offset, "sequence gap: records of this key are missing upstream");
+            }
+        }
         let recorded = self.recorded.entry(tp.clone()).or_default();
         let batch = self.batches.entry(tp.clone()).or_insert_with(|| {
             // a batch the ledger recorded starting here is formed again exactly
@@ -434,6 +511,7 @@ impl<S: Stream> Worker<S> {
                 None => return Ok(Written::Abandoned),
                 Some(Ok(())) => {
                     StageStats::add(&self.stats.records_out, (to - from) as u64);
+                    stored::<S>(&tp.0, &entries[from..to], records);
                     metrics::counter!("chainflow_sink_records_total", "stream" => S::NAME, "outcome" => "stored")
                         .increment((to - from) as u64);
                     let rows: usize = records.iter().map(|r| S::row_count(r)).sum();
@@ -704,5 +782,23 @@ impl<S: Stream> Worker<S> {
             .with_context(|| format!("re-subscribing to {}", topics.join(", ")))?;
         self.stalls.reset();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sequences;
+
+    #[test]
+    fn a_gap_is_a_seq_that_skips_ahead_and_nothing_else() {
+        let mut s = Sequences::default();
+        assert_eq!(s.gap("NIFTY", 5), None, "the first record of a key");
+        assert_eq!(s.gap("NIFTY", 6), None);
+        assert_eq!(s.gap("NIFTY", 9), Some(7), "7 and 8 never came");
+        assert_eq!(s.gap("NIFTY", 8), None, "late, or redelivered: not a gap");
+        assert_eq!(s.gap("NIFTY", 10), None);
+        assert_eq!(s.gap("NIFTY", 1), None, "the feed restarted");
+        assert_eq!(s.gap("NIFTY", 2), None);
+        assert_eq!(s.gap("BANKNIFTY", 3), None, "keys are apart");
     }
 }

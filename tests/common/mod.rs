@@ -420,16 +420,22 @@ impl Drop for Database {
     }
 }
 
-/// The value of the Prometheus series `series` (name and labels, as printed) at
-/// `127.0.0.1:port/metrics`, 0 when absent.
-pub async fn metric(port: u16, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+/// The text of `127.0.0.1:port/metrics`.
+pub async fn scrape(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await
         .expect("/metrics answers")
         .text()
         .await
-        .expect("a body");
-    text.lines()
+        .expect("a body")
+}
+
+/// The value of the Prometheus series `series` (name and labels, as printed) at
+/// `127.0.0.1:port/metrics`, 0 when absent.
+pub async fn metric(port: u16, series: &str) -> f64 {
+    scrape(port)
+        .await
+        .lines()
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
         .unwrap_or(0.0)
 }
