@@ -94,6 +94,29 @@ pub enum Command {
     Config(ConfigCommand),
 }
 
+impl Command {
+    /// The command's name, as typed (`feed`, `sink`, ...): the service name of its traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Registry(_) => "registry",
+            Command::Migrate { .. } => "migrate",
+            Command::Topics => "topics",
+            Command::Feed(_) => "feed",
+            Command::Enrich => "enrich",
+            Command::Sink(_) => "sink",
+            Command::Prune(_) => "prune",
+            Command::Run(_) => "run",
+            Command::Replay(_) => "replay",
+            Command::Tail(_) => "tail",
+            Command::Groups(_) => "groups",
+            Command::Dlq(_) => "dlq",
+            Command::Schemas(_) => "schemas",
+            Command::Analyze(_) => "analyze",
+            Command::Config(_) => "config",
+        }
+    }
+}
+
 /// `chainflow registry [hash-password]`.
 #[derive(Debug, clap::Args)]
 pub struct RegistryCommand {

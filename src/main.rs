@@ -44,9 +44,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    logging::init(config.observability.log_format);
+    let telemetry = match logging::init(config.observability.log_format, cli.command.name()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("chainflow: {e:#}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     tracing::debug!(?config, "configuration (secrets redacted)");
-    match commands::dispatch(cli.command, config).await {
+    let outcome = commands::dispatch(cli.command, config).await;
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await.ok();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if closed_pipe(&e) => ExitCode::SUCCESS, // `chainflow tail ... | head`
         Err(e) => {

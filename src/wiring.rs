@@ -40,6 +40,7 @@ pub fn sinks(config: &Config, stats: &Arc<StageStats>) -> Result<Vec<Sink>> {
         &codec(config)?,
         config.registry.unknown_id_grace(),
         stats,
+        config.otel.max_links,
     ))
 }
 

@@ -9,11 +9,11 @@ mod common;
 
 use chainflow_codec::{registry_settings, Codec};
 use chainflow_config::default_products;
-use chainflow_contract::topics::{ENRICHED_CHAIN, OPTION_CHAIN, UNDERLYING};
+use chainflow_contract::topics::{ENRICHED_CHAIN, UNDERLYING};
 use chainflow_contract::{EnrichedOptionChain, Record, UnderlyingTick};
 use chainflow_kafka::range::{resolve, tool_consumer};
 use chainflow_kafka::{Bound, RangeReader};
-use common::{chainflow, consumer, ends, group_at_end, product_config, stack, Database, Names, Producer};
+use common::{chainflow, consumer, ends, stack, Database, Isolated, Names, Producer};
 use rdkafka::Message;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -427,15 +427,10 @@ fn answers(
 #[tokio::test(flavor = "multi_thread")]
 async fn every_cookbook_query_answers_what_the_records_say_on_both_engines() {
     let cfg = stack();
-    let names = Names::new("cookbook");
-    let db = Database::create(&names);
-    let product = names.product("CBK");
     let mut params = default_products().remove("NIFTY").unwrap();
     (params.strikes, params.expiries) = (11, 1);
-    let config = product_config(&product, &params);
-    let (enrich_group, sink_group) = (names.group("enrich"), names.group("sink"));
-    group_at_end(&cfg, &enrich_group, OPTION_CHAIN).await;
-    common::sink_groups_at_end(&cfg, &sink_group).await;
+    let run = Isolated::new("cookbook", "CBK", &params).await;
+    let (db, product) = (&run.db, &run.product);
     let reader = consumer(&cfg, "cookbook-test");
     let partitions = cfg.kafka.partitions;
     let (ticks_from, chains_from) = (
@@ -443,29 +438,25 @@ async fn every_cookbook_query_answers_what_the_records_say_on_both_engines() {
         ends(&reader, ENRICHED_CHAIN, partitions).await,
     );
     // seven and a half minutes of market: two expiries, a chain of each every second
-    let out = chainflow(&[
-        "run",
-        "--chains",
-        "900",
-        "--start",
-        "2025-01-23T03:45:00Z",
-        "--seed",
-        "11",
-    ])
-    .config(&config)
-    .env("CHAINFLOW_CLICKHOUSE__DATABASE", &db.name)
-    .env("CHAINFLOW_ENRICH__GROUP_ID", &enrich_group)
-    .env("CHAINFLOW_SINK__GROUP_ID", &sink_group)
-    .output();
+    let out = run
+        .chainflow(&[
+            "run",
+            "--chains",
+            "900",
+            "--start",
+            "2025-01-23T03:45:00Z",
+            "--seed",
+            "11",
+        ])
+        .output();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let chains: Vec<EnrichedOptionChain> =
-        read_back(ENRICHED_CHAIN, &chains_from, &product, |c: &EnrichedOptionChain| {
+        read_back(ENRICHED_CHAIN, &chains_from, product, |c: &EnrichedOptionChain| {
             &c.product
         })
         .await;
-    let ticks: Vec<UnderlyingTick> =
-        read_back(UNDERLYING, &ticks_from, &product, |t: &UnderlyingTick| &t.product).await;
+    let ticks: Vec<UnderlyingTick> = read_back(UNDERLYING, &ticks_from, product, |t: &UnderlyingTick| &t.product).await;
     let distinct: std::collections::BTreeSet<(i32, i64)> = chains.iter().map(|c| (c.expiry, c.event_time)).collect();
     assert_eq!(distinct.len(), 900, "every chain read back");
     assert!(ticks.len() > 300, "{} ticks", ticks.len());

@@ -8,7 +8,7 @@ mod common;
 
 use chainflow_config::default_products;
 use chainflow_contract::topics::{dlq, ENRICHED_CHAIN, OPTION_CHAIN, OPTION_QUOTE, UNDERLYING};
-use common::{chain, chainflow, free_port, group_at_end, product_config, stack, wait_http, Database, Names, Producer};
+use common::{chain, chainflow, free_port, stack, wait_http, Isolated, Producer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -59,23 +59,14 @@ impl Scrape {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_documented_metric_is_served_and_the_counts_balance() {
     let cfg = stack();
-    let names = Names::new("metrics");
-    let db = Database::create(&names);
-    let product = names.product("MET");
-    let config = product_config(&product, &default_products().remove("NIFTY").unwrap());
-    let (enrich_group, sink_group) = (names.group("enrich"), names.group("sink"));
-    group_at_end(&cfg, &enrich_group, OPTION_CHAIN).await;
-    common::sink_groups_at_end(&cfg, &sink_group).await;
+    let run = Isolated::new("metrics", "MET", &default_products().remove("NIFTY").unwrap()).await;
+    let names = &run.names;
     let ports: BTreeMap<&str, u16> = ["feed", "enrich", "sink", "registry"]
         .into_iter()
         .map(|c| (c, free_port()))
         .collect();
     let service = |command: &str| {
-        chainflow(&[command])
-            .config(&config)
-            .env("CHAINFLOW_CLICKHOUSE__DATABASE", &db.name)
-            .env("CHAINFLOW_ENRICH__GROUP_ID", &enrich_group)
-            .env("CHAINFLOW_SINK__GROUP_ID", &sink_group)
+        run.chainflow(&[command])
             .env(
                 "CHAINFLOW_OBSERVABILITY__METRICS_LISTEN",
                 format!("127.0.0.1:{}", ports[command]),
@@ -109,7 +100,7 @@ async fn every_documented_metric_is_served_and_the_counts_balance() {
     let feed = std::process::Command::new(env!("CARGO_BIN_EXE_chainflow"))
         .args([
             "--config",
-            &config.display().to_string(),
+            &run.config.display().to_string(),
             "feed",
             "--chains",
             "150",

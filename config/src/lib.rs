@@ -19,8 +19,8 @@ pub use product::{check_rate, default_products, parse_close, parse_time_zone, Pr
 pub use secret::{is_secret_field, is_secret_property, Properties, Secret};
 pub use sources::ConfigError;
 pub use stages::{
-    default_metrics_port, EnrichConfig, FeedConfig, LogFormat, ObservabilityConfig, PipelineConfig, RetryConfig,
-    SinkConfig, SINK_STREAMS,
+    default_metrics_port, EnrichConfig, FeedConfig, LogFormat, ObservabilityConfig, OtelConfig, PipelineConfig,
+    RetryConfig, SinkConfig, SINK_STREAMS,
 };
 
 use chainflow_analytics::ProductTerms;
@@ -48,6 +48,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// Logs and metrics.
     pub observability: ObservabilityConfig,
+    /// Traces.
+    pub otel: OtelConfig,
     /// Products by name; the eight of [`default_products`] when the file has none.
     pub products: BTreeMap<String, Product>,
 }
@@ -100,6 +102,7 @@ impl Config {
         self.enrich.validate()?;
         self.sink.validate()?;
         self.pipeline.validate()?;
+        self.otel.validate()?;
         if self.products.is_empty() {
             return Err("products: at least one [products.<NAME>] table is needed".into());
         }

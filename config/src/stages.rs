@@ -195,6 +195,30 @@ impl Default for ObservabilityConfig {
     }
 }
 
+/// Traces (`[otel]`); where they go is the standard `OTEL_*` variables' business.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtelConfig {
+    /// Links from a sink batch's span to the traces of its records, at most.
+    pub max_links: usize,
+}
+
+impl Default for OtelConfig {
+    fn default() -> Self {
+        Self { max_links: 128 }
+    }
+}
+
+impl OtelConfig {
+    /// Checks the limits.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_links > 10_000 {
+            return Err(format!("otel.max_links: at most 10000, got {}", self.max_links));
+        }
+        Ok(())
+    }
+}
+
 /// The metrics port of each command when `observability.metrics_listen` is unset, as
 /// `ops/prometheus/prometheus.yml` scrapes them: feed and run 9464, enrich 9465, sink 9466.
 pub fn default_metrics_port(command: &str) -> Option<u16> {

@@ -7,6 +7,7 @@ use chainflow_analytics::{enrich_chain, ProductTerms, Source};
 use chainflow_codec::{Codec, CodecError, Position, UnknownIdGrace};
 use chainflow_contract::topics::{is_dead_letter_header, HEADER_ID};
 use chainflow_contract::{EnrichedOptionChain, OptionChain, Record};
+use chainflow_kafka::trace;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -174,6 +175,8 @@ fn carried_headers(msg: &OwnedMessage, id: &str) -> OwnedHeaders {
             });
         }
     }
+    // the trace continues from the span enrich processes the chain in (when exported)
+    let headers = trace::with_context_of(&tracing::Span::current(), &headers);
     headers.insert(Header {
         key: HEADER_ID,
         value: Some(id),

@@ -11,6 +11,7 @@ use crate::transactions::TRANSACTION_TIMEOUT;
 use anyhow::{anyhow, Context, Result};
 use chainflow_contract::topics::{ENRICHED_CHAIN, OPTION_CHAIN};
 use chainflow_kafka::consumer::rewind;
+use chainflow_kafka::trace;
 use chainflow_kafka::{blocking, DeadLetter, Holds};
 use chainflow_runtime::{sleep_until, Backoff, RetryPolicy, StageContext, StageStats};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -22,6 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// How long the producer's local queue is given to drain when it is full.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(20);
@@ -206,7 +208,20 @@ impl Worker {
         while let Some(msg) = next.take() {
             let processed_at = chrono::Utc::now().timestamp_micros();
             if !self.holds.skips(&msg) {
-                match self.processor.process(&msg, processed_at).await {
+                // the chain's span, in the trace its raw record carries
+                let span = tracing::info_span!(
+                    "enrich.chain",
+                    partition = msg.partition(),
+                    offset = msg.offset(),
+                    trace_id = tracing::field::Empty
+                );
+                trace::continue_trace(&span, &msg);
+                match self
+                    .processor
+                    .process(&msg, processed_at)
+                    .instrument(span.clone())
+                    .await
+                {
                     Err(NotYet::Unavailable(why)) => {
                         waiting = Some((msg, why));
                         break;
@@ -222,7 +237,7 @@ impl Worker {
                         self.holds.hold(&*self.consumer, msg);
                     }
                     Ok(out) => {
-                        self.produce(&msg, out, &mut batch).await?;
+                        self.produce(&msg, out, &mut batch).instrument(span).await?;
                         batch
                             .next
                             .insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);

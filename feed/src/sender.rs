@@ -8,6 +8,7 @@ use chainflow_codec::Codec;
 use chainflow_config::KafkaConfig;
 use chainflow_contract::topics::HEADER_PRODUCED_AT;
 use chainflow_contract::{OptionChain, OptionQuote, Record, UnderlyingTick};
+use chainflow_kafka::trace;
 use chainflow_kafka::{blocking, producer_config};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
@@ -135,10 +136,16 @@ impl Sender {
             _ => None,
         };
         let produced_at = chrono::Utc::now().timestamp_micros().to_string();
-        let headers = OwnedHeaders::new().insert(Header {
-            key: HEADER_PRODUCED_AT,
-            value: Some(&produced_at),
-        });
+        // a trace per record, continued by enrich and the sink (when traces are exported)
+        let span = tracing::info_span!("feed.produce", topic, key, trace_id = tracing::field::Empty);
+        trace::record_trace_id(&span);
+        let headers = trace::with_context_of(
+            &span,
+            &OwnedHeaders::new().insert(Header {
+                key: HEADER_PRODUCED_AT,
+                value: Some(&produced_at),
+            }),
+        );
         let mut record = FutureRecord::to(topic).key(key).payload(&payload).headers(headers);
         let delivery = loop {
             match self.producer.send_result(record) {

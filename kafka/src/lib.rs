@@ -1,6 +1,7 @@
 //! Kafka plumbing shared by the stages: client settings built from the configuration, the
 //! blocking librdkafka calls moved off the async workers, topic provisioning, dead-letter
-//! records, consumer helpers, and ranges of a topic read without a group (the tools).
+//! records, consumer helpers, ranges of a topic read without a group (the tools), and the
+//! trace context in Kafka headers.
 
 pub mod admin;
 pub mod blocking;
@@ -9,6 +10,7 @@ pub mod consumer;
 pub mod dlq;
 pub mod hold;
 pub mod range;
+pub mod trace;
 
 pub use admin::{ensure_topics, topic_config, TopicOutcome};
 pub use client::{consumer_config, producer_config, transactional_producer_config};

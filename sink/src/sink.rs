@@ -27,6 +27,7 @@ pub struct StreamSink<S: Stream> {
     kafka: KafkaConfig,
     clickhouse: ClickHouseConfig,
     stats: Arc<StageStats>,
+    max_links: usize,
 }
 
 impl<S: Stream> StreamSink<S> {
@@ -44,7 +45,15 @@ impl<S: Stream> StreamSink<S> {
             kafka: kafka.clone(),
             clickhouse: clickhouse.clone(),
             stats,
+            max_links: 128,
         }
+    }
+
+    /// Links at most `max` records' traces from a batch's span (`otel.max_links`).
+    #[must_use]
+    pub fn max_links(mut self, max: usize) -> Self {
+        self.max_links = max;
+        self
     }
 
     /// The stream's consumer group.
@@ -97,6 +106,7 @@ impl<S: Stream> StreamSink<S> {
             tokens: server.has_dedup_token(),
             insert_timeout: Duration::from_millis(s.insert_timeout_ms),
             retry: RetryPolicy::from_millis(s.retry.initial_ms, s.retry.max_ms, s.retry.budget_ms),
+            max_links: self.max_links,
         };
         let limits = Limits {
             rows: s.batch_rows,
@@ -143,7 +153,8 @@ pub enum Sink {
 impl Sink {
     /// The stages of the streams `section.streams` names, decoding through `codec` and
     /// waiting `unknown_id_grace` for schema ids the registry does not know yet; the chains
-    /// stream counts into `chain_stats` (what `chainflow run` shows).
+    /// stream counts into `chain_stats` (what `chainflow run` shows); a batch's span links at
+    /// most `max_links` records' traces.
     pub fn streams(
         section: &SinkConfig,
         kafka: &KafkaConfig,
@@ -151,6 +162,7 @@ impl Sink {
         codec: &Arc<Codec>,
         unknown_id_grace: Duration,
         chain_stats: &Arc<StageStats>,
+        max_links: usize,
     ) -> Vec<Sink> {
         let stats = || Arc::new(StageStats::default());
         section
@@ -187,7 +199,17 @@ impl Sink {
                 ))),
                 _ => None, // the configuration was validated against the same names
             })
+            .map(|s| s.with_max_links(max_links))
             .collect()
+    }
+
+    fn with_max_links(self, n: usize) -> Self {
+        match self {
+            Sink::Chains(s) => Sink::Chains(s.max_links(n)),
+            Sink::Ticks(s) => Sink::Ticks(s.max_links(n)),
+            Sink::Quotes(s) => Sink::Quotes(s.max_links(n)),
+            Sink::DeadLetters(s) => Sink::DeadLetters(s.max_links(n)),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use crate::stall::{measure, Measurement, StallTracker};
 use crate::stream::{Reject, Stream};
 use anyhow::{anyhow, Context, Result};
 use chainflow_contract::topics::HEADER_PRODUCED_AT;
-use chainflow_kafka::{blocking, DeadLetter, Holds};
+use chainflow_kafka::{blocking, trace, DeadLetter, Holds};
 use chainflow_runtime::{sleep_until, Backoff, RetryPolicy, StageContext, StageStats};
 use clickhouse::Client;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -49,6 +49,8 @@ pub struct Io<S> {
     pub insert_timeout: Duration,
     /// Retries of transient failures.
     pub retry: RetryPolicy,
+    /// Links from a batch's span to its records' traces, at most (`otel.max_links`).
+    pub max_links: usize,
 }
 
 /// One stream's worker.
@@ -481,6 +483,9 @@ impl<S: Stream> Worker<S> {
         let tp: Tp = (batch.topic.clone(), batch.partition);
         let token = batch.token();
         let entries: Vec<&Entry<S::Rows>> = batch.entries().iter().filter(|e| e.rows.is_some()).collect();
+        // the batch's span, linked to the traces of its records (when traces are exported)
+        let span = tracing::info_span!("sink.batch", stream = S::NAME, topic = %tp.0, partition = tp.1, records = entries.len());
+        trace::link_all(&span, entries.iter().map(|e| &e.message), self.io.max_links);
         let mut pieces: Vec<(usize, usize)> = vec![(0, entries.len())];
         while let Some((from, to)) = pieces.pop() {
             if from == to {
@@ -512,6 +517,10 @@ impl<S: Stream> Worker<S> {
                 Some(Ok(())) => {
                     StageStats::add(&self.stats.records_out, (to - from) as u64);
                     stored::<S>(&tp.0, &entries[from..to], records);
+                    for e in entries[from..to].iter().filter(|e| trace::is_sampled(&e.message)) {
+                        let stored = tracing::info_span!(parent: &span, "sink.store", offset = e.message.offset(), trace_id = tracing::field::Empty);
+                        trace::continue_trace(&stored, &e.message);
+                    }
                     metrics::counter!("chainflow_sink_records_total", "stream" => S::NAME, "outcome" => "stored")
                         .increment((to - from) as u64);
                     let rows: usize = records.iter().map(|r| S::row_count(r)).sum();

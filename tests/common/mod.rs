@@ -529,3 +529,52 @@ pub fn chain(product: &str, seq: i64, strikes: usize) -> chainflow_contract::Opt
             .collect(),
     }
 }
+
+/// A pipeline of a test's own on the shared stack: a database, a product no other test
+/// feeds (in a configuration file of its own), and enrich and sink groups positioned at the
+/// end of their topics, so that the run sees only what it produces.
+pub struct Isolated {
+    /// The test's names.
+    pub names: Names,
+    /// Its database, with chainflow's tables.
+    pub db: Database,
+    /// Its product.
+    pub product: String,
+    /// A configuration file holding only that product.
+    pub config: PathBuf,
+    /// `enrich.group_id`.
+    pub enrich_group: String,
+    /// `sink.group_id`.
+    pub sink_group: String,
+}
+
+impl Isolated {
+    /// A run named after `test`, whose product (named with `prefix`) has `params`.
+    pub async fn new(test: &str, prefix: &str, params: &Product) -> Self {
+        let cfg = stack();
+        let names = Names::new(test);
+        let db = Database::create(&names);
+        let product = names.product(prefix);
+        let config = product_config(&product, params);
+        let (enrich_group, sink_group) = (names.group("enrich"), names.group("sink"));
+        group_at_end(&cfg, &enrich_group, chainflow_contract::topics::OPTION_CHAIN).await;
+        sink_groups_at_end(&cfg, &sink_group).await;
+        Self {
+            names,
+            db,
+            product,
+            config,
+            enrich_group,
+            sink_group,
+        }
+    }
+
+    /// `chainflow ARGS` with this run's configuration file, database and groups.
+    pub fn chainflow(&self, args: &[&str]) -> Chainflow {
+        chainflow(args)
+            .config(&self.config)
+            .env("CHAINFLOW_CLICKHOUSE__DATABASE", &self.db.name)
+            .env("CHAINFLOW_ENRICH__GROUP_ID", &self.enrich_group)
+            .env("CHAINFLOW_SINK__GROUP_ID", &self.sink_group)
+    }
+}
