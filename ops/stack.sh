@@ -133,6 +133,7 @@ start_prometheus() {
   local dir="$STACK/prometheus"
   mkdir -p "$dir/data"
   sed -e "s#@REGISTRY_PORT@#$REGISTRY_PORT#g" "$ROOT/ops/prometheus/prometheus.yml" >"$dir/prometheus.yml"
+  cp "$ROOT/ops/prometheus/alerts.yml" "$dir/alerts.yml"
   launch prometheus "$dir" prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
     --web.listen-address="127.0.0.1:$PROMETHEUS_PORT"
   wait_for prometheus "$prometheus_probe" 60

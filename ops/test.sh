@@ -9,6 +9,7 @@
 #   integration  the tests behind the `stack` feature, against the real broker, registry
 #                and ClickHouse (the example consumers included); fails when none ran
 #   schemas      the contract's schemas against the released ones and the registry
+#   alerts       the Prometheus alert rules check, and their unit tests (promtool)
 #   chaos        the short fault-injection suite on a private stack (ops/chaos.sh)
 #   compose      docker-compose.kafka.yml validates
 #   sql          the shipped SQL on a current ClickHouse engine (chdb)
@@ -82,6 +83,10 @@ fi
 
 phase schemas
 target/debug/chainflow schemas check
+
+phase alerts
+promtool check rules ops/prometheus/alerts.yml
+promtool test rules ops/prometheus/alerts.test.yml
 
 phase chaos
 ops/chaos.sh

@@ -2,7 +2,7 @@
 //! local stack: candles of hand-made ticks sent out of order, repeated and replayed match
 //! hand-computed OHLC and volume; after a pipeline run, each cookbook query returns what
 //! the records read back from Kafka say it must, on the local ClickHouse (18.16) and, with
-//! the same rows, on a current engine (chdb, tests/cookbook_chdb.py).
+//! the same rows, on a current engine (chdb, tests/current_engine.py).
 //! Needs the local stack (ops/stack.sh up) and the Python tools of ops/install.sh.
 
 mod common;
@@ -17,8 +17,6 @@ use common::{chainflow, consumer, ends, stack, Database, Isolated, Names, Produc
 use rdkafka::Message;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// 2025-01-23 03:45:00 UTC (09:15 in Mumbai), in seconds.
@@ -29,26 +27,6 @@ type Row = Map<String, Value>;
 /// A candle as computed by hand: seconds after [`DAY_START`], open, high, low, close,
 /// volume, day volume, ticks.
 type HandCandle = (i64, f64, f64, f64, f64, i64, i64, usize);
-
-/// `SELECT` on the local ClickHouse, in `db`, as JSON rows (64-bit integers as numbers).
-async fn clickhouse(db: &str, sql: &str) -> Vec<Row> {
-    let cfg = stack();
-    let body = reqwest::Client::new()
-        .post(format!(
-            "{}/?database={db}&output_format_json_quote_64bit_integers=0",
-            cfg.clickhouse.url.trim_end_matches('/')
-        ))
-        .body(format!("{sql} FORMAT JSONEachRow"))
-        .send()
-        .await
-        .expect("ClickHouse answers")
-        .text()
-        .await
-        .expect("a body");
-    body.lines()
-        .map(|l| serde_json::from_str::<Row>(l).unwrap_or_else(|_| panic!("{sql}\n{body}")))
-        .collect()
-}
 
 /// Whether two answers agree: the same rows, columns and values (numbers within 1e-9,
 /// relative: the engines print doubles each their own way).
@@ -255,7 +233,7 @@ async fn candles_of_out_of_order_repeated_and_replayed_ticks_are_as_computed_by_
             .env("CHAINFLOW_CLICKHOUSE__DATABASE", &db.name)
             .output();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let got = clickhouse(&db.name, &query).await;
+        let got = db.rows(&query).await;
         same(&only(&got, &columns), &expected).unwrap_or_else(|e| panic!("{round}: {e}"));
     }
 }
@@ -486,41 +464,16 @@ async fn every_cookbook_query_answers_what_the_records_say_on_both_engines() {
     );
     let mut answered = BTreeMap::new();
     for (name, sql) in &queries {
-        let got = clickhouse(&db.name, sql).await;
+        let got = db.rows(sql).await;
         assert!(!got.is_empty(), "{name}: no rows");
         same(&got, &expected[name.as_str()]).unwrap_or_else(|e| panic!("{name} on ClickHouse 18.16: {e}\n{sql}"));
         answered.insert(name.clone(), got);
     }
 
     // the same rows in a current engine: the same answers
-    let schema = chainflow(&["migrate", "--print-for", "26.1"]).output();
-    let mut tables = BTreeMap::new();
-    for t in ["chain_snapshots", "chain_options", "underlying_ticks"] {
-        let rows = clickhouse(&db.name, &format!("SELECT * FROM {t}")).await;
-        let lines: Vec<String> = rows.iter().map(|r| Value::Object(r.clone()).to_string()).collect();
-        tables.insert(t, lines.join("\n"));
-    }
-    let spec = json!({
-        "schema": String::from_utf8_lossy(&schema.stdout), "database": "chainflow", "tables": tables,
-        "queries": queries,
-    });
-    let mut child = Command::new("python3")
-        .arg(format!("{ROOT}/tests/cookbook_chdb.py"))
-        .env("TZ", "UTC")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(spec.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let current: BTreeMap<String, Vec<Row>> = serde_json::from_slice(&out.stdout).expect("answers as JSON");
+    let current = db
+        .on_current_engine(&["chain_snapshots", "chain_options", "underlying_ticks"], &queries)
+        .await;
     for (name, got) in &answered {
         same(&current[name], got).unwrap_or_else(|e| panic!("{name} on chdb against 18.16: {e}"));
     }

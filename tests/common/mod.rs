@@ -406,6 +406,70 @@ impl Database {
     }
 }
 
+impl Database {
+    /// `sql` (a SELECT) as JSON rows, 64-bit integers as numbers.
+    pub async fn rows(&self, sql: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        let body = reqwest::Client::new()
+            .post(format!(
+                "{}/?database={}&output_format_json_quote_64bit_integers=0",
+                stack().clickhouse.url.trim_end_matches('/'),
+                self.name
+            ))
+            .body(format!("{sql} FORMAT JSONEachRow"))
+            .send()
+            .await
+            .expect("ClickHouse answers")
+            .text()
+            .await
+            .expect("a body");
+        body.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("{sql}\n{body}")))
+            .collect()
+    }
+
+    /// The answers of `queries` on a current ClickHouse engine (chdb, `tests/current_engine.py`)
+    /// holding this database's rows of `tables`, with chainflow's schema for 26.1 (its
+    /// materialized views fill as the rows are loaded).
+    pub async fn on_current_engine(
+        &self,
+        tables: &[&str],
+        queries: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>> {
+        let schema = chainflow(&["migrate", "--print-for", "26.1"]).output();
+        let mut rows = BTreeMap::new();
+        for t in tables {
+            let lines: Vec<String> = self
+                .rows(&format!("SELECT * FROM {t}"))
+                .await
+                .into_iter()
+                .map(|r| serde_json::Value::Object(r).to_string())
+                .collect();
+            rows.insert(*t, lines.join("\n"));
+        }
+        let spec = serde_json::json!({
+            "schema": String::from_utf8_lossy(&schema.stdout), "database": "chainflow", "tables": rows,
+            "queries": queries,
+        });
+        let mut child = Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/current_engine.py"))
+            .env("TZ", "UTC")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        child
+            .stdin
+            .take()
+            .expect("a standard input")
+            .write_all(spec.to_string().as_bytes())
+            .expect("python3 reads its input");
+        let out = child.wait_with_output().expect("python3 ends");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("answers as JSON")
+    }
+}
+
 impl Drop for Database {
     fn drop(&mut self) {
         let url = stack().clickhouse.url;

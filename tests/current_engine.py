@@ -1,5 +1,5 @@
 """Loads rows into a current ClickHouse engine (chdb, in process) and runs queries there,
-for tests/cookbook.rs. Reads one JSON object on stdin:
+for tests/cookbook.rs and tests/dashboards.rs. Reads one JSON object on stdin:
   {"schema": SQL (what `chainflow migrate --print-for 26.1` prints), "database": NAME,
    "tables": {TABLE: JSON lines}, "queries": {NAME: SQL}}
 and prints {NAME: [row, ...]} (rows as JSON objects). The schema's materialized views see
