@@ -2,7 +2,8 @@
 # End-to-end benchmarks of chainflow (release build), on nisshi with memory:// storage
 # started on a port of its own, and on the local stack's broker (nisshi with sqlite://):
 #   - the feed alone, and feed → enrich → sink → queryable (`chainflow run`), chains/s and
-#     options/s, with CPU seconds and peak RSS of the chainflow process;
+#     options/s, with CPU seconds and peak RSS of the chainflow process; on memory://, enrich
+#     and the chains sink alone on the feed's backlog;
 #   - latency from the feed's produce stamp to ClickHouse's acknowledgement (p50/p95/p99,
 #     from the sink's histogram) at 200 and 2,000 chains/s offered.
 # Prints one Markdown table (paste it into docs/benchmarks.md with the date and machine).
@@ -97,6 +98,23 @@ scrape_until_done() {
   done
 }
 
+# seconds until `group`'s lag on `topic` is 0 while chainflow ARGS runs (polled every 0.5 s)
+drain() {
+  local broker="$1" group="$2" topic="$3" tag="$4"
+  shift 4
+  /usr/bin/time -f "%e %U %S %M" -o "$work/$tag.time" "$bin" "$@" --set "kafka.bootstrap_servers=$broker" \
+    --set "clickhouse.database=$database" --set "observability.metrics_listen=" >"$work/$tag.out" 2>"$work/$tag.err" &
+  local runner=$! started
+  started=$(date +%s.%N)
+  sleep 0.5
+  until [ "$("$bin" groups lag "$group" --topic "$topic" --set "kafka.bootstrap_servers=$broker" | awk '/total lag/ {print $3}')" = 0 ]; do
+    sleep 0.5
+  done
+  echo "$(date +%s.%N) - $started" | bc
+  pkill -TERM -P "$runner" 2>/dev/null || true
+  wait "$runner" 2>/dev/null || true
+}
+
 rows=()
 row() {
   local line="|" cell
@@ -114,6 +132,17 @@ for target in "memory:127.0.0.1:$mem_port" "sqlite:${CHAINFLOW_KAFKA__BOOTSTRAP_
   timed "$broker" "feed-$storage" feed --chains "$chains"
   feed_rate=$(awk '/market.option_chain/ {print $NF; exit}' "$work/feed-$storage.out" | tr -d '/s')
   row "$label" "feed alone, $chains chains" "${feed_rate} chains/s" "$(cpu "feed-$storage")"
+  if [ "$storage" = memory ]; then
+    # each stage alone on the backlog the feed just wrote
+    log "$label: enrich alone on $chains chains"
+    "$bin" groups reset "bench-$run_id-iso-enrich" --to earliest --topic market.option_chain --set "kafka.bootstrap_servers=$broker" >/dev/null
+    secs=$(drain "$broker" "bench-$run_id-iso-enrich" market.option_chain iso-enrich enrich --set "enrich.group_id=bench-$run_id-iso-enrich")
+    row "$label" "enrich alone (broker → broker), $chains chains" "$(awk -v n="$chains" -v s="$secs" 'BEGIN {printf "%.0f chains/s", n / s}')" "$(cpu iso-enrich)"
+    log "$label: chains sink alone on $chains chains"
+    "$bin" groups reset "bench-$run_id-iso-sink-chains" --to earliest --topic enriched.option_chain --set "kafka.bootstrap_servers=$broker" >/dev/null
+    secs=$(drain "$broker" "bench-$run_id-iso-sink-chains" enriched.option_chain iso-sink sink --stream chains --set "sink.group_id=bench-$run_id-iso-sink")
+    row "$label" "chains sink alone (broker → ClickHouse), $chains chains" "$(awk -v n="$chains" -v s="$secs" 'BEGIN {printf "%.0f chains/s", n / s}')" "$(cpu iso-sink)"
+  fi
   log "$label: end to end, $chains chains"
   groups_at_end "$broker" "e2e-$storage"
   timed "$broker" "e2e-$storage" run --chains "$chains"
