@@ -7,7 +7,7 @@ use chainflow_analytics::{enrich_chain, ProductTerms, Source};
 use chainflow_codec::{Codec, CodecError, Position, UnknownIdGrace};
 use chainflow_contract::topics::{is_dead_letter_header, HEADER_ID};
 use chainflow_contract::{EnrichedOptionChain, OptionChain, Record};
-use chainflow_kafka::trace;
+use chainflow_kafka::{copied, trace};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -163,20 +163,9 @@ fn count_solves(chain: &EnrichedOptionChain) {
 /// The headers of the raw record (such as `traceparent`), less dead-letter ones and any
 /// earlier `chainflow.id`, then `chainflow.id` = `id`.
 fn carried_headers(msg: &OwnedMessage, id: &str) -> OwnedHeaders {
-    let mut headers = OwnedHeaders::new();
-    if let Some(original) = msg.headers() {
-        for h in original
-            .iter()
-            .filter(|h| h.key != HEADER_ID && !is_dead_letter_header(h.key))
-        {
-            headers = headers.insert(Header {
-                key: h.key,
-                value: h.value,
-            });
-        }
-    }
+    let headers = copied(msg.headers(), |k| k != HEADER_ID && !is_dead_letter_header(k));
     // the trace continues from the span enrich processes the chain in (when exported)
-    let headers = trace::with_context_of(&tracing::Span::current(), &headers);
+    let headers = trace::with_context_of(&tracing::Span::current(), headers);
     headers.insert(Header {
         key: HEADER_ID,
         value: Some(id),

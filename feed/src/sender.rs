@@ -138,10 +138,9 @@ impl Sender {
         let produced_at = chrono::Utc::now().timestamp_micros().to_string();
         // a trace per record, continued by enrich and the sink (when traces are exported)
         let span = tracing::info_span!("feed.produce", topic, key, trace_id = tracing::field::Empty);
-        trace::record_trace_id(&span);
         let headers = trace::with_context_of(
             &span,
-            &OwnedHeaders::new().insert(Header {
+            OwnedHeaders::new().insert(Header {
                 key: HEADER_PRODUCED_AT,
                 value: Some(&produced_at),
             }),

@@ -25,15 +25,7 @@ impl DeadLetter {
         let partition = msg.partition().to_string();
         let offset = msg.offset().to_string();
         let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let mut headers = OwnedHeaders::new();
-        if let Some(original) = msg.headers() {
-            for h in original.iter().filter(|h| !topics::is_dead_letter_header(h.key)) {
-                headers = headers.insert(Header {
-                    key: h.key,
-                    value: h.value,
-                });
-            }
-        }
+        let mut headers = crate::headers::copied(msg.headers(), |k| !topics::is_dead_letter_header(k));
         for (key, value) in [
             (topics::HEADER_ERROR_KIND, kind),
             (topics::HEADER_ERROR_MESSAGE, message),

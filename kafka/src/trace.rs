@@ -64,7 +64,7 @@ pub fn continue_trace<M: Message>(span: &tracing::Span, msg: &M) {
 }
 
 /// Records `span`'s trace id in its `trace_id` field, when it has one.
-pub fn record_trace_id(span: &tracing::Span) {
+fn record_trace_id(span: &tracing::Span) {
     let cx = span.context();
     let sc = cx.span().span_context().clone();
     if sc.is_valid() {
@@ -83,20 +83,17 @@ pub fn link_all<'a, M: Message + 'a>(span: &tracing::Span, msgs: impl Iterator<I
     }
 }
 
-/// `headers` with the trace context of `span` in place of any they carried; unchanged when
-/// `span` has no trace (traces are not exported).
-pub fn with_context_of(span: &tracing::Span, headers: &OwnedHeaders) -> OwnedHeaders {
+/// `headers` with the trace context of `span` in place of any they carried, its trace id
+/// recorded in the span's `trace_id` field; `headers` as they are when `span` has no trace
+/// (traces are not exported).
+pub fn with_context_of(span: &tracing::Span, headers: OwnedHeaders) -> OwnedHeaders {
     let cx = span.context();
-    if !cx.span().span_context().is_valid() {
-        return headers.clone();
+    let sc = cx.span().span_context().clone();
+    if !sc.is_valid() {
+        return headers;
     }
-    let mut out = OwnedHeaders::new_with_capacity(headers.count() + 2);
-    for h in headers.iter().filter(|h| !TRACE_HEADERS.contains(&h.key)) {
-        out = out.insert(Header {
-            key: h.key,
-            value: h.value,
-        });
-    }
+    span.record("trace_id", tracing::field::display(sc.trace_id()));
+    let mut out = crate::headers::copied(Some(&headers), |k| !TRACE_HEADERS.contains(&k));
     let mut written = Writer(Vec::new());
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut written));
     for (key, value) in &written.0 {

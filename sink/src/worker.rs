@@ -113,12 +113,7 @@ fn stored<S: Stream>(topic: &str, entries: &[&Entry<S::Rows>], rows: &[&S::Rows]
 
 /// The feed's production stamp of `msg` (`chainflow.produced_at_us`), µs.
 fn produced_at(msg: &OwnedMessage) -> Option<i64> {
-    use rdkafka::message::Headers;
-    msg.headers()?
-        .iter()
-        .find(|h| h.key == HEADER_PRODUCED_AT)
-        .and_then(|h| std::str::from_utf8(h.value?).ok())
-        .and_then(|v| v.parse().ok())
+    chainflow_kafka::header(msg, HEADER_PRODUCED_AT)?.parse().ok()
 }
 
 /// The highest `seq` seen per key: a record that skips ahead of it is a gap. A key starting

@@ -48,16 +48,6 @@ pub fn record_bytes<M: rdkafka::Message>(m: &M) -> usize {
     m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len)
 }
 
-/// The value of `msg`'s header `name`, when it is text.
-pub fn header<'a>(msg: &'a rdkafka::message::OwnedMessage, name: &str) -> Option<&'a str> {
-    use rdkafka::message::{Headers, Message};
-    msg.headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
-}
-
 /// The next record of `reader`, counted in `progress`; `None` at the end of the range or
 /// once `stop` is cancelled (`stop.is_cancelled()` tells which).
 pub async fn next(

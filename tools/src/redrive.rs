@@ -3,15 +3,15 @@
 //! a redrive count header (`chainflow.redrive.count`). A record that fails again is
 //! dead-lettered again, with its count: a loop is visible, never silent.
 
-use crate::{header, Progress};
+use crate::Progress;
 use anyhow::{Context, Result};
 use chainflow_config::KafkaConfig;
 use chainflow_contract::topics::{
     is_dead_letter_header, HEADER_ERROR_KIND, HEADER_REDRIVE_COUNT, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION,
     HEADER_SOURCE_TOPIC, HEADER_VALUE_OMITTED,
 };
-use chainflow_kafka::{producer_config, RangeReader};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use chainflow_kafka::{copied, header, producer_config, RangeReader};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -82,19 +82,10 @@ pub fn redriven(letter: &OwnedMessage) -> Result<Redriven, (String, i32, i64)> {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let count = (count + 1).to_string();
-    let mut headers = OwnedHeaders::new();
-    if let Some(hs) = letter.headers() {
-        for h in hs
-            .iter()
-            .filter(|h| !is_dead_letter_header(h.key) && h.key != HEADER_REDRIVE_COUNT)
-        {
-            headers = headers.insert(Header {
-                key: h.key,
-                value: h.value,
-            });
-        }
-    }
-    headers = headers.insert(Header {
+    let headers = copied(letter.headers(), |k| {
+        !is_dead_letter_header(k) && k != HEADER_REDRIVE_COUNT
+    })
+    .insert(Header {
         key: HEADER_REDRIVE_COUNT,
         value: Some(&count),
     });
@@ -174,7 +165,7 @@ async fn send(producer: &FutureProducer, batch: &mut Vec<Redriven>) -> Result<()
 mod tests {
     use super::*;
     use chainflow_contract::topics::HEADER_ERROR_MESSAGE;
-    use rdkafka::message::Timestamp;
+    use rdkafka::message::{Headers, Timestamp};
 
     fn letter(headers: &[(&str, &str)], value: Option<&[u8]>) -> OwnedMessage {
         let mut hs = OwnedHeaders::new();

@@ -12,7 +12,7 @@ use chainflow_contract::topics::{
     ENRICHED_CHAIN, HEADER_ERROR_KIND, HEADER_ERROR_MESSAGE, OPTION_CHAIN, OPTION_QUOTE, UNDERLYING,
 };
 use chainflow_contract::{EnrichedOptionChain, OptionChain, OptionQuote, Record, UnderlyingTick};
-use chainflow_kafka::RangeReader;
+use chainflow_kafka::{header, RangeReader};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use serde_json::{json, Map, Value};
 use std::io::Write;
@@ -135,10 +135,7 @@ pub async fn tail(
             Kind::Chain(f) => json_of(codec, f, payload).await,
             Kind::Enriched(f) => json_of(codec, f, payload).await,
             Kind::DeadLetter => Err(
-                match (
-                    crate::header(&msg, HEADER_ERROR_KIND),
-                    crate::header(&msg, HEADER_ERROR_MESSAGE),
-                ) {
+                match (header(&msg, HEADER_ERROR_KIND), header(&msg, HEADER_ERROR_MESSAGE)) {
                     (Some(k), Some(m)) => format!("dead letter: {k}: {m}"),
                     (Some(k), None) => format!("dead letter: {k}"),
                     _ => "dead letter".to_string(),
