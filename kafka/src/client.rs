@@ -60,11 +60,19 @@ pub fn transactional_producer_config(kafka: &KafkaConfig, transactional_id: &str
     c
 }
 
+/// How long librdkafka postpones the next fetch of a partition once its local queue is
+/// full (`fetch.queue.backoff.ms`, 1000 by default). A consumer drains a full queue in a
+/// fraction of a second, then waited out the rest of that second with nothing to read: the
+/// sink's 16 MB queue of enriched chains (about 2,500 records) halved its throughput
+/// (docs/benchmarks.md, "Where the time goes").
+pub(crate) const FETCH_QUEUE_BACKOFF_MS: (&str, &str) = ("fetch.queue.backoff.ms", "10");
+
 /// A group consumer that commits explicitly and reads only committed transactions.
 pub fn consumer_config(kafka: &KafkaConfig, group_id: &str) -> ClientConfig {
     base(
         kafka,
         &[
+            FETCH_QUEUE_BACKOFF_MS,
             ("group.id", group_id),
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
@@ -102,5 +110,6 @@ mod tests {
         let c = consumer_config(&KafkaConfig::default(), "g");
         assert_eq!(c.get("isolation.level"), Some("read_committed"));
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"), "a full queue must not stop reading for a second");
     }
 }

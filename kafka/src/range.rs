@@ -5,7 +5,7 @@
 //! end. A start is inclusive and an end exclusive, so adjacent ranges never overlap.
 
 use crate::blocking;
-use crate::client::base;
+use crate::client::{base, FETCH_QUEUE_BACKOFF_MS};
 use anyhow::{anyhow, bail, Context, Result};
 use chainflow_config::KafkaConfig;
 use chrono::{DateTime, Utc};
@@ -153,6 +153,7 @@ pub fn tool_consumer(kafka: &KafkaConfig) -> Result<Arc<StreamConsumer>> {
     let consumer: StreamConsumer = base(
         kafka,
         &[
+            FETCH_QUEUE_BACKOFF_MS,
             ("group.id", "chainflow-tools"),
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
