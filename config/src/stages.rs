@@ -60,7 +60,7 @@ pub struct SinkConfig {
     pub streams: Vec<String>,
     /// A partition's batch is written when it holds this many ClickHouse rows ...
     pub batch_rows: usize,
-    /// ... or this many bytes of decoded rows ...
+    /// ... or this many bytes read from Kafka (keys and values) ...
     pub batch_bytes: usize,
     /// ... or its first record is this old.
     pub batch_ms: u64,
@@ -139,8 +139,8 @@ impl Default for SinkConfig {
         Self {
             group_id: "chainflow-sink".into(),
             streams: SINK_STREAMS.iter().map(|s| (*s).to_string()).collect(),
-            batch_rows: 50_000,
-            batch_bytes: 4 << 20,
+            batch_rows: 150_000,
+            batch_bytes: 8 << 20,
             batch_ms: 1000,
             insert_timeout_ms: 30_000,
             retry: RetryConfig::default(),

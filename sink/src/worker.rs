@@ -1,8 +1,11 @@
 //! The loop of one stream: read, decode, batch per partition, record each batch in the
-//! ledger, insert it, commit. Transient failures are retried with backoff while the
-//! partitions are paused and the consumer keeps polling (so the group keeps it); permanent
-//! ones split the batch until the refused records are isolated and dead-lettered; an
-//! assigned partition that lags without progress is a stall, healed by re-joining the group.
+//! ledger, insert it, commit. A flush's first attempt runs in a task of its own while the
+//! loop reads on and the next batches form (one flush in flight at a time: a batch that
+//! comes due meanwhile waits for it). What that attempt could not do, the loop does itself:
+//! transient failures are retried with backoff while the partitions are paused and the
+//! consumer keeps polling (so the group keeps it); permanent ones split the batch until the
+//! refused records are isolated and dead-lettered; an assigned partition that lags without
+//! progress is a stall, healed by re-joining the group.
 
 use crate::batch::{Batch, Entry, Limits};
 use crate::ledger::{Ledger, LedgerRow, Recorded};
@@ -19,10 +22,11 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
 /// How often lag is measured and stalls are looked for, at most (more often when
@@ -81,6 +85,39 @@ pub struct Worker<S: Stream> {
     stop_deadline: Option<Instant>,
     /// The highest `seq` seen per key, for sequence gaps.
     sequences: Sequences,
+    /// The first attempt of the flush in flight, if any.
+    in_flight: Option<JoinHandle<Attempt<S::Rows>>>,
+    /// The partitions of the flush in flight still assigned: one revoked meanwhile is not
+    /// marked written when the flush lands (the new owner reads its records again).
+    flying: HashSet<Tp>,
+}
+
+/// What a flush's first attempt did: the batches recorded in the ledger, then each inserted
+/// once, in order, until one failed.
+struct Attempt<R> {
+    /// The ledger rows of the batches (re-formed batches have none).
+    rows: Vec<LedgerRow>,
+    /// Whether the ledger took them; when not, nothing was inserted.
+    recorded: Result<(), Failure>,
+    /// Each batch, in order.
+    batches: Vec<Tried<R>>,
+}
+
+/// A batch of a flush's first attempt.
+struct Tried<R> {
+    batch: Batch<R>,
+    /// Its insert's outcome; `None`: not tried, after an earlier failure.
+    outcome: Option<Result<(), Failure>>,
+    /// How long the insert took.
+    took: Duration,
+}
+
+/// Waits for the flush in flight; never ready when there is none.
+async fn landed<R>(in_flight: &mut Option<JoinHandle<Attempt<R>>>) -> Result<Attempt<R>, JoinError> {
+    match in_flight {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What a retry does when the stage is asked to stop.
@@ -95,10 +132,26 @@ enum OnStop {
 }
 
 /// Counts records ClickHouse acknowledged: out of their topic, the pipeline latency from
-/// their production stamp, and how far behind the market the newest one is.
-fn stored<S: Stream>(topic: &str, entries: &[&Entry<S::Rows>], rows: &[&S::Rows]) {
+/// their production stamp, how far behind the market the newest one is, and their rows; and
+/// continues the trace of each sampled one under the batch's `span`.
+fn stored<S: Stream>(
+    stats: &StageStats,
+    span: &tracing::Span,
+    topic: &str,
+    entries: &[&Entry<S::Rows>],
+    rows: &[&S::Rows],
+) {
+    StageStats::add(&stats.records_out, entries.len() as u64);
     metrics::counter!("chainflow_records_out_total", "stage" => S::STAGE, "topic" => topic.to_string())
         .increment(entries.len() as u64);
+    metrics::counter!("chainflow_sink_records_total", "stream" => S::NAME, "outcome" => "stored")
+        .increment(entries.len() as u64);
+    let count: usize = rows.iter().map(|r| S::row_count(r)).sum();
+    metrics::counter!("chainflow_sink_rows_total", "stream" => S::NAME).increment(count as u64);
+    for e in entries.iter().filter(|e| trace::is_sampled(&e.message)) {
+        let stored = tracing::info_span!(parent: span, "sink.store", offset = e.message.offset(), trace_id = tracing::field::Empty);
+        trace::continue_trace(&stored, &e.message);
+    }
     let now_us = chrono::Utc::now().timestamp_micros();
     let latency = metrics::histogram!("chainflow_pipeline_latency_seconds", "stream" => S::NAME);
     for e in entries {
@@ -108,6 +161,69 @@ fn stored<S: Stream>(topic: &str, entries: &[&Entry<S::Rows>], rows: &[&S::Rows]
     }
     if let Some(newest) = rows.iter().filter_map(|r| S::event_time_us(r)).max() {
         metrics::gauge!("chainflow_event_time_lag_seconds", "stream" => S::NAME).set((now_us - newest) as f64 / 1e6);
+    }
+}
+
+/// The records of `batch` that have rows (the others were dead-lettered on the way in), and
+/// the batch's span, linked to the traces of its records (when traces are exported).
+fn batch_span<'a, R>(stream: &str, batch: &'a Batch<R>, max_links: usize) -> (Vec<&'a Entry<R>>, tracing::Span) {
+    let entries: Vec<&Entry<R>> = batch.entries().iter().filter(|e| e.rows.is_some()).collect();
+    let span = tracing::info_span!("sink.batch", stream, topic = %batch.topic, partition = batch.partition, records = entries.len());
+    trace::link_all(&span, entries.iter().map(|e| &e.message), max_links);
+    (entries, span)
+}
+
+/// A flush's first attempt, run in a task of its own: records `rows` in the ledger, then
+/// inserts each batch whole under its token, until one fails (the loop then writes the rest
+/// itself, with retries).
+async fn first_attempt<S: Stream>(
+    io: Arc<Io<S>>,
+    stats: Arc<StageStats>,
+    rows: Vec<LedgerRow>,
+    batches: Vec<Batch<S::Rows>>,
+) -> Attempt<S::Rows> {
+    let recorded = io.ledger.record(&rows).await;
+    let mut failed = recorded.is_err();
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        if failed {
+            out.push(Tried {
+                batch,
+                outcome: None,
+                took: Duration::ZERO,
+            });
+            continue;
+        }
+        let started = Instant::now();
+        let outcome = {
+            let (entries, span) = batch_span(S::NAME, &batch, io.max_links);
+            let records: Vec<&S::Rows> = entries.iter().filter_map(|e| e.rows.as_ref()).collect();
+            let token = batch.token();
+            let outcome = io
+                .stream
+                .insert(
+                    &io.client,
+                    &records,
+                    io.tokens.then_some(token.as_str()),
+                    io.insert_timeout,
+                )
+                .await;
+            if outcome.is_ok() {
+                stored::<S>(&stats, &span, &batch.topic, &entries, &records);
+            }
+            outcome
+        };
+        failed = outcome.is_err();
+        out.push(Tried {
+            batch,
+            outcome: Some(outcome),
+            took: started.elapsed(),
+        });
+    }
+    Attempt {
+        rows,
+        recorded,
+        batches: out,
     }
 }
 
@@ -175,6 +291,8 @@ impl<S: Stream> Worker<S> {
             commits_failing: None,
             stop_deadline: None,
             sequences: Sequences::default(),
+            in_flight: None,
+            flying: HashSet::new(),
         }
     }
 
@@ -192,7 +310,11 @@ impl<S: Stream> Worker<S> {
             tokio::select! {
                 biased;
                 () = ctx.stopped() => break,
-                () = sleep_until(due) => self.flush(true, ctx).await?,
+                landed = landed(&mut self.in_flight) => {
+                    self.in_flight = None;
+                    self.finish(landed.context("a flush's task failed")?, ctx).await?;
+                }
+                () = sleep_until(due), if self.in_flight.is_none() => self.flush(true, ctx).await?,
                 () = sleep_until(held) => self.check_holds().await?,
                 Some(m) = measurements.recv() => self.check_lag(&m, ctx).await?,
                 m = self.consumer.recv() => match m {
@@ -269,6 +391,7 @@ impl<S: Stream> Worker<S> {
             match change {
                 Change::Revoked(tps) => {
                     for tp in &tps {
+                        self.flying.remove(tp);
                         if let Some(b) = self.batches.remove(tp) {
                             if !b.is_empty() {
                                 tracing::info!(stream = S::NAME, topic = %tp.0, partition = tp.1, records = b.entries().len(), "partition revoked: its unwritten records are left to the new owner");
@@ -399,9 +522,30 @@ impl<S: Stream> Worker<S> {
         Ok(())
     }
 
-    /// Writes the batches that are due (or, with `due_only` false, every batch but re-formed
-    /// ones that have not reached their end), then commits.
+    /// Lands the flush in flight, then starts one of the batches that are due (or, with
+    /// `due_only` false, of every batch but re-formed ones that have not reached their end,
+    /// and lands it too: the worker is stopping or re-joining its group).
     async fn flush(&mut self, due_only: bool, ctx: &StageContext) -> Result<()> {
+        self.land(ctx).await?;
+        self.start(due_only).await?;
+        if !due_only {
+            self.land(ctx).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the flush in flight, if any, and finishes it.
+    async fn land(&mut self, ctx: &StageContext) -> Result<()> {
+        let Some(task) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let attempt = task.await.context("a flush's task failed")?;
+        self.finish(attempt, ctx).await
+    }
+
+    /// Starts the first attempt of a flush of the batches that are ready (see `flush`); only
+    /// commits when none is.
+    async fn start(&mut self, due_only: bool) -> Result<()> {
         let now = Instant::now();
         let ready: Vec<Tp> = self
             .batches
@@ -434,18 +578,7 @@ impl<S: Stream> Worker<S> {
                 recorded_at_us,
             })
             .collect();
-        let ledger = self.io.ledger.clone();
-        let (ledger, rows) = (&ledger, &rows);
-        if self
-            .retry(ctx, "recording batches in the ledger", None, OnStop::Finish, || {
-                ledger.record(rows)
-            })
-            .await?
-            .is_none()
-        {
-            return Ok(());
-        }
-        for batch in batches {
+        for batch in &batches {
             let tp: Tp = (batch.topic.clone(), batch.partition);
             if let Some(end) = batch.is_reformed().then(|| batch.next_offset()).flatten() {
                 let recorded = self.recorded.get_mut(&tp).and_then(VecDeque::pop_front);
@@ -455,20 +588,60 @@ impl<S: Stream> Worker<S> {
                 }
                 tracing::info!(stream = S::NAME, topic = %tp.0, partition = tp.1, token = %batch.token(), next = end, "re-formed batch written again");
             }
-            let started = Instant::now();
-            match self.write(&batch, ctx).await? {
-                Written::Done => {
-                    if let Some(next) = batch.next_offset() {
-                        self.consumer.context().written(tp, next);
-                    }
-                    metrics::histogram!("chainflow_sink_batch_rows", "stream" => S::NAME).record(batch.rows() as f64);
-                    metrics::histogram!("chainflow_sink_batch_bytes", "stream" => S::NAME).record(batch.bytes() as f64);
-                    metrics::histogram!("chainflow_sink_flush_seconds", "stream" => S::NAME)
-                        .record(started.elapsed().as_secs_f64());
-                }
-                Written::Abandoned => {}
+            self.flying.insert(tp);
+        }
+        let work = first_attempt(self.io.clone(), self.stats.clone(), rows, batches);
+        self.in_flight = Some(tokio::spawn(work));
+        Ok(())
+    }
+
+    /// Finishes a flush whose first attempt has landed: writes, with retries, what it could
+    /// not (the ledger rows, then every batch from the one that failed); marks the batches of
+    /// partitions still assigned written, and commits.
+    async fn finish(&mut self, attempt: Attempt<S::Rows>, ctx: &StageContext) -> Result<()> {
+        // revocations noted while it was in flight take effect first
+        self.apply_changes();
+        let Attempt {
+            rows,
+            recorded,
+            batches,
+        } = attempt;
+        if recorded.is_err() {
+            let ledger = self.io.ledger.clone();
+            let (ledger, rows) = (&ledger, &rows);
+            if self
+                .retry(ctx, "recording batches in the ledger", None, OnStop::Finish, || {
+                    ledger.record(rows)
+                })
+                .await?
+                .is_none()
+            {
+                self.flying.clear();
+                return Ok(());
             }
         }
+        for Tried { batch, outcome, took } in batches {
+            let tp: Tp = (batch.topic.clone(), batch.partition);
+            if !self.flying.contains(&tp) {
+                continue; // revoked meanwhile: the new owner reads it again
+            }
+            let took = if let Some(Ok(())) = outcome {
+                took
+            } else {
+                let started = Instant::now();
+                match self.write(&batch, ctx).await? {
+                    Written::Done => took + started.elapsed(),
+                    Written::Abandoned => continue,
+                }
+            };
+            if let Some(next) = batch.next_offset() {
+                self.consumer.context().written(tp, next);
+            }
+            metrics::histogram!("chainflow_sink_batch_rows", "stream" => S::NAME).record(batch.rows() as f64);
+            metrics::histogram!("chainflow_sink_batch_bytes", "stream" => S::NAME).record(batch.bytes() as f64);
+            metrics::histogram!("chainflow_sink_flush_seconds", "stream" => S::NAME).record(took.as_secs_f64());
+        }
+        self.flying.clear();
         self.commit().await
     }
 
@@ -477,10 +650,7 @@ impl<S: Stream> Worker<S> {
     async fn write(&mut self, batch: &Batch<S::Rows>, ctx: &StageContext) -> Result<Written> {
         let tp: Tp = (batch.topic.clone(), batch.partition);
         let token = batch.token();
-        let entries: Vec<&Entry<S::Rows>> = batch.entries().iter().filter(|e| e.rows.is_some()).collect();
-        // the batch's span, linked to the traces of its records (when traces are exported)
-        let span = tracing::info_span!("sink.batch", stream = S::NAME, topic = %tp.0, partition = tp.1, records = entries.len());
-        trace::link_all(&span, entries.iter().map(|e| &e.message), self.io.max_links);
+        let (entries, span) = batch_span(S::NAME, batch, self.io.max_links);
         let mut pieces: Vec<(usize, usize)> = vec![(0, entries.len())];
         while let Some((from, to)) = pieces.pop() {
             if from == to {
@@ -509,18 +679,7 @@ impl<S: Stream> Worker<S> {
             let outcome = self.retry_insert(ctx, &tp, attempt).await?;
             match outcome {
                 None => return Ok(Written::Abandoned),
-                Some(Ok(())) => {
-                    StageStats::add(&self.stats.records_out, (to - from) as u64);
-                    stored::<S>(&tp.0, &entries[from..to], records);
-                    for e in entries[from..to].iter().filter(|e| trace::is_sampled(&e.message)) {
-                        let stored = tracing::info_span!(parent: &span, "sink.store", offset = e.message.offset(), trace_id = tracing::field::Empty);
-                        trace::continue_trace(&stored, &e.message);
-                    }
-                    metrics::counter!("chainflow_sink_records_total", "stream" => S::NAME, "outcome" => "stored")
-                        .increment((to - from) as u64);
-                    let rows: usize = records.iter().map(|r| S::row_count(r)).sum();
-                    metrics::counter!("chainflow_sink_rows_total", "stream" => S::NAME).increment(rows as u64);
-                }
+                Some(Ok(())) => stored::<S>(&self.stats, &span, &tp.0, &entries[from..to], records),
                 Some(Err(refused)) if to - from > 1 => {
                     tracing::warn!(stream = S::NAME, topic = %tp.0, partition = tp.1, records = to - from, error = %refused, "ClickHouse refused a batch: splitting it to isolate the refused records");
                     let mid = from + (to - from) / 2;
