@@ -173,9 +173,34 @@ fn batch_span<'a, R>(stream: &str, batch: &'a Batch<R>, max_links: usize) -> (Ve
     (entries, span)
 }
 
+/// Inserts the records of `batches` in one insert per table (under the batch's token when
+/// there is one batch and the server takes tokens), then counts them as stored, per batch.
+async fn insert_together<S: Stream>(io: &Io<S>, stats: &StageStats, batches: &[Batch<S::Rows>]) -> Result<(), Failure> {
+    let spans: Vec<_> = batches.iter().map(|b| batch_span(S::NAME, b, io.max_links)).collect();
+    let records: Vec<&S::Rows> = spans
+        .iter()
+        .flat_map(|(entries, _)| entries.iter().filter_map(|e| e.rows.as_ref()))
+        .collect();
+    let token = match batches {
+        [one] if io.tokens => Some(one.token()),
+        _ => None,
+    };
+    io.stream
+        .insert(&io.client, &records, token.as_deref(), io.insert_timeout)
+        .await?;
+    for ((entries, span), batch) in spans.iter().zip(batches) {
+        let rows: Vec<&S::Rows> = entries.iter().filter_map(|e| e.rows.as_ref()).collect();
+        stored::<S>(stats, span, &batch.topic, entries, &rows);
+    }
+    Ok(())
+}
+
 /// A flush's first attempt, run in a task of its own: records `rows` in the ledger, then
-/// inserts each batch whole under its token, until one fails (the loop then writes the rest
-/// itself, with retries).
+/// inserts the batches. A server that takes deduplication tokens (22.2+) gets one insert per
+/// batch, under its token, until one fails; an older one gets all of them in one insert per
+/// table (it cannot deduplicate by token anyway, `FINAL` absorbs repeats, and each insert
+/// costs it a part per table). What failed, the loop writes again itself, batch by batch,
+/// with retries.
 async fn first_attempt<S: Stream>(
     io: Arc<Io<S>>,
     stats: Arc<StageStats>,
@@ -183,36 +208,52 @@ async fn first_attempt<S: Stream>(
     batches: Vec<Batch<S::Rows>>,
 ) -> Attempt<S::Rows> {
     let recorded = io.ledger.record(&rows).await;
-    let mut failed = recorded.is_err();
+    let not_tried = |batch| Tried {
+        batch,
+        outcome: None,
+        took: Duration::ZERO,
+    };
+    if recorded.is_err() {
+        let batches = batches.into_iter().map(not_tried).collect();
+        return Attempt {
+            rows,
+            recorded,
+            batches,
+        };
+    }
+    if !io.tokens && batches.len() > 1 {
+        let started = Instant::now();
+        let outcome = insert_together(&io, &stats, &batches).await;
+        let took = started.elapsed();
+        let batches = match outcome {
+            Ok(()) => batches
+                .into_iter()
+                .map(|batch| Tried {
+                    batch,
+                    outcome: Some(Ok(())),
+                    took,
+                })
+                .collect(),
+            Err(failure) => {
+                tracing::debug!(stream = S::NAME, error = %failure, "the flush's insert failed: written again batch by batch");
+                batches.into_iter().map(not_tried).collect()
+            }
+        };
+        return Attempt {
+            rows,
+            recorded,
+            batches,
+        };
+    }
+    let mut failed = false;
     let mut out = Vec::with_capacity(batches.len());
     for batch in batches {
         if failed {
-            out.push(Tried {
-                batch,
-                outcome: None,
-                took: Duration::ZERO,
-            });
+            out.push(not_tried(batch));
             continue;
         }
         let started = Instant::now();
-        let outcome = {
-            let (entries, span) = batch_span(S::NAME, &batch, io.max_links);
-            let records: Vec<&S::Rows> = entries.iter().filter_map(|e| e.rows.as_ref()).collect();
-            let token = batch.token();
-            let outcome = io
-                .stream
-                .insert(
-                    &io.client,
-                    &records,
-                    io.tokens.then_some(token.as_str()),
-                    io.insert_timeout,
-                )
-                .await;
-            if outcome.is_ok() {
-                stored::<S>(&stats, &span, &batch.topic, &entries, &records);
-            }
-            outcome
-        };
+        let outcome = insert_together(&io, &stats, std::slice::from_ref(&batch)).await;
         failed = outcome.is_err();
         out.push(Tried {
             batch,
@@ -522,9 +563,9 @@ impl<S: Stream> Worker<S> {
         Ok(())
     }
 
-    /// Lands the flush in flight, then starts one of the batches that are due (or, with
-    /// `due_only` false, of every batch but re-formed ones that have not reached their end,
-    /// and lands it too: the worker is stopping or re-joining its group).
+    /// Lands the flush in flight, then starts one of every batch but re-formed ones that have
+    /// not reached their end: when one of them is due, or always with `due_only` false (the
+    /// worker is stopping or re-joining its group), and then lands that one too.
     async fn flush(&mut self, due_only: bool, ctx: &StageContext) -> Result<()> {
         self.land(ctx).await?;
         self.start(due_only).await?;
@@ -544,19 +585,18 @@ impl<S: Stream> Worker<S> {
     }
 
     /// Starts the first attempt of a flush of the batches that are ready (see `flush`); only
-    /// commits when none is.
+    /// commits when there is none.
     async fn start(&mut self, due_only: bool) -> Result<()> {
         let now = Instant::now();
+        if due_only && !self.batches.values().any(|b| b.is_due(&self.limits, now)) {
+            return self.commit().await;
+        }
+        // every partition's batch goes with the one that is due: one ledger insert (and, on
+        // servers without tokens, one insert per table) per flush rather than per partition
         let ready: Vec<Tp> = self
             .batches
             .iter()
-            .filter(|(_, b)| {
-                if due_only {
-                    b.is_due(&self.limits, now)
-                } else {
-                    !b.is_empty() && (!b.is_reformed() || b.is_due(&self.limits, now))
-                }
-            })
+            .filter(|(_, b)| !b.is_empty() && (!b.is_reformed() || b.is_due(&self.limits, now)))
             .map(|(tp, _)| tp.clone())
             .collect();
         if ready.is_empty() {
