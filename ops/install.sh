@@ -65,12 +65,12 @@ case "$BROKER" in
 esac
 
 # Test tools: Confluent's Schema Registry client (an independent client for the registry),
-# fastavro (Avro for the Python consumer example) and chdb (an in-process current
-# ClickHouse, to check the shipped SQL).
-if python3 -c 'import confluent_kafka, authlib, httpx, cachetools, attrs, fastavro, chdb' >/dev/null 2>&1; then
+# fastavro (Avro for the Python consumer example), chdb (an in-process current ClickHouse,
+# to check the shipped SQL) and vollib (the option maths of ops/bench.sh's Python baseline).
+if python3 -c 'import confluent_kafka, authlib, httpx, cachetools, attrs, fastavro, chdb, vollib' >/dev/null 2>&1; then
   log "python test tools: already installed"
 else
-  log "python test tools: confluent-kafka, chdb-core"
+  log "python test tools: confluent-kafka, fastavro, chdb-core, vollib"
   python3 -m pip install -q --disable-pip-version-check 'confluent-kafka==2.16.1' authlib httpx cachetools attrs 'fastavro==1.12.1' \
-    'chdb-core==26.9.0'
+    'chdb-core==26.9.0' 'vollib==1.0.11'
 fi

@@ -110,6 +110,10 @@ mod tests {
         let c = consumer_config(&KafkaConfig::default(), "g");
         assert_eq!(c.get("isolation.level"), Some("read_committed"));
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
-        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"), "a full queue must not stop reading for a second");
+        assert_eq!(
+            c.get("fetch.queue.backoff.ms"),
+            Some("10"),
+            "a full queue must not stop reading for a second"
+        );
     }
 }
