@@ -7,7 +7,8 @@ COPY . .
 RUN cargo build --release --bin chainflow
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 libsasl2-2 libcurl4 libzstd1 \
+# curl: the compose file's health checks ask each service's /healthz
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl libssl3 libsasl2-2 libcurl4 libzstd1 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/chainflow /usr/local/bin/chainflow
 USER 65534

@@ -18,6 +18,9 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// Replication factor of created topics.
     pub replication_factor: i32,
+    /// `min.insync.replicas` of created topics: replicas that must have a record before an
+    /// `acks=all` produce succeeds (at most the replication factor).
+    pub min_insync_replicas: i32,
     /// `retention.ms` of created topics: how far back a replay can go.
     pub retention_ms: i64,
 }
@@ -118,6 +121,7 @@ impl Default for KafkaConfig {
             properties: Properties::default(),
             partitions: 6,
             replication_factor: 1,
+            min_insync_replicas: 1,
             retention_ms: 7 * 24 * 3600 * 1000,
         }
     }
@@ -188,6 +192,12 @@ impl KafkaConfig {
             return Err(format!(
                 "kafka.replication_factor: must be at least 1, got {}",
                 self.replication_factor
+            ));
+        }
+        if self.min_insync_replicas < 1 || self.min_insync_replicas > self.replication_factor {
+            return Err(format!(
+                "kafka.min_insync_replicas: must be between 1 and kafka.replication_factor ({}), got {}",
+                self.replication_factor, self.min_insync_replicas
             ));
         }
         if self.retention_ms < -1 || self.retention_ms == 0 {

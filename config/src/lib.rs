@@ -350,6 +350,7 @@ mod tests {
             ("enrich.max_strikes=0", "enrich.max_strikes"),
             ("registry.topic= ", "registry.topic"),
             ("kafka.replication_factor=0", "kafka.replication_factor"),
+            ("kafka.min_insync_replicas=2", "kafka.min_insync_replicas"),
             ("registry.max_schema_bytes=10", "registry.max_schema_bytes"),
             ("registry.tls.cert_file=/x.pem", "registry.tls"),
         ] {

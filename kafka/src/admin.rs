@@ -42,10 +42,12 @@ pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<V
             )
         })?;
     let retention = kafka.retention_ms.to_string();
+    let min_insync = kafka.min_insync_replicas.to_string();
     let new: Vec<NewTopic> = specs
         .iter()
         .map(|s| {
-            let topic = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(kafka.replication_factor));
+            let topic = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(kafka.replication_factor))
+                .set("min.insync.replicas", &min_insync);
             if s.compacted {
                 topic.set("cleanup.policy", "compact").set("retention.ms", "-1")
             } else {
