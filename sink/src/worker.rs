@@ -92,8 +92,8 @@ pub struct Worker<S: Stream> {
     flying: HashSet<Tp>,
 }
 
-/// What a flush's first attempt did: the batches recorded in the ledger, then each inserted
-/// once, in order, until one failed.
+/// What a flush's first attempt did: the batches recorded in the ledger, then inserted once
+/// (`first_attempt`).
 struct Attempt<R> {
     /// The ledger rows of the batches (re-formed batches have none).
     rows: Vec<LedgerRow>,
@@ -106,7 +106,8 @@ struct Attempt<R> {
 /// A batch of a flush's first attempt.
 struct Tried<R> {
     batch: Batch<R>,
-    /// Its insert's outcome; `None`: not tried, after an earlier failure.
+    /// Its insert's outcome; `None`: not tried (the ledger or an earlier insert failed), or
+    /// part of a flush inserted together that failed.
     outcome: Option<Result<(), Failure>>,
     /// How long the insert took.
     took: Duration,
