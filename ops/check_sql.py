@@ -2,7 +2,9 @@
 current ClickHouse engine, in process (chdb), then checks the deduplication tokens the sink
 relies on for newer servers: a batch inserted again under its token (the real format,
 `sink/src/batch.rs` GOLDEN) is dropped, and a batch of a recreated topic, at the same
-offsets but with other records (another digest), is kept."""
+offsets but with other records (another digest), is kept.
+With --parse-only (the cluster DDL of `--print-for X.Y --cluster NAME`): parses each
+statement instead, since ON CLUSTER cannot run in process."""
 import sys
 import tempfile
 
@@ -13,6 +15,18 @@ statements = [s.strip() for s in sql.split(";\n") if s.strip()]
 with tempfile.TemporaryDirectory() as path:
     db = session.Session(path)
     print("chdb (ClickHouse", db.query("SELECT version()", "CSV").bytes().decode().strip().strip('"') + ")")
+    if sys.argv[1:] == ["--parse-only"]:
+        # the cluster DDL (ON CLUSTER, Replicated engines, Keeper macros) cannot run in
+        # process: each statement is parsed (EXPLAIN AST) and must name what it creates
+        for s in statements:
+            try:
+                ast = db.query("EXPLAIN AST " + s.rstrip(";"), "TSV").bytes().decode()
+            except Exception as e:  # noqa: BLE001 - report the statement that failed
+                sys.exit(f"statement does not parse on chdb: {e}\n{s}")
+            if "ON CLUSTER" not in s or not ast.startswith("CreateQuery"):
+                sys.exit(f"not a CREATE ... ON CLUSTER statement:\n{s}")
+        print(f"{len(statements)} cluster statements parse")
+        sys.exit(0)
     for s in statements:
         try:
             db.query(s.rstrip(";"))

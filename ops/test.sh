@@ -12,7 +12,7 @@
 #   alerts       the Prometheus alert rules check, and their unit tests (promtool)
 #   chaos        the short fault-injection suite on a private stack (ops/chaos.sh)
 #   compose      docker-compose.kafka.yml validates
-#   sql          the shipped SQL on a current ClickHouse engine (chdb)
+#   sql          the shipped SQL on a current ClickHouse engine (chdb), the cluster DDL parsed
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -98,6 +98,8 @@ phase sql
 target/debug/chainflow migrate --print-for 26.1 | python3 ops/check_sql.py
 # with retention: the TTL statements too (a century, so the check's 2025 rows stay)
 target/debug/chainflow migrate --print-for 26.1 --set clickhouse.retention_days=36500 | python3 ops/check_sql.py
+# on a cluster: replicated local tables, distributed ones, views to match (parsed only)
+target/debug/chainflow migrate --print-for 26.1 --cluster chainflow | python3 ops/check_sql.py --parse-only
 
 phase done
 printf '\n[test] phases: %s\n' "${PHASES[*]}"

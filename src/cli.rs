@@ -58,6 +58,10 @@ pub enum Command {
         /// Print the statements for a server version instead of applying them.
         #[arg(long, value_name = "MAJOR.MINOR")]
         print_for: Option<String>,
+        /// Create the tables on this ClickHouse cluster: replicated local tables and
+        /// distributed ones, `ON CLUSTER` (sets clickhouse.cluster for this command).
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<String>,
     },
     /// Create the Kafka topics with their partitions and retention (idempotent).
     Topics,

@@ -112,6 +112,11 @@ pub struct ClickHouseConfig {
     /// Days of data kept: a TTL on every table on servers that have one (19.6+), applied by
     /// `chainflow migrate`; 0 keeps everything. On older servers, `chainflow prune`.
     pub retention_days: u32,
+    /// The ClickHouse cluster the tables live on (`remote_servers`), empty for one server:
+    /// `chainflow migrate` creates replicated local tables and distributed ones `ON CLUSTER`,
+    /// and the sink's inserts into the distributed tables are acknowledged once every shard
+    /// has its rows (`insert_distributed_sync`).
+    pub cluster: String,
 }
 
 impl Default for KafkaConfig {
@@ -156,6 +161,7 @@ impl Default for ClickHouseConfig {
             password: Secret::default(),
             database: "chainflow".into(),
             retention_days: 0,
+            cluster: String::new(),
         }
     }
 }
@@ -264,6 +270,19 @@ impl ClickHouseConfig {
                 "clickhouse.database: letters, digits and '_' only, got {:?}",
                 self.database
             ));
+        }
+        if !self.cluster.is_empty() && !identifier(&self.cluster) {
+            return Err(format!(
+                "clickhouse.cluster: letters, digits and '_' only, got {:?}",
+                self.cluster
+            ));
+        }
+        if !self.cluster.is_empty() && self.retention_days > 0 {
+            return Err(
+                "clickhouse.retention_days: not applied on a cluster yet (clickhouse.cluster is set); \
+                 keep 0 and drop old partitions with `chainflow prune`"
+                    .into(),
+            );
         }
         Ok(())
     }

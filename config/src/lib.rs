@@ -351,6 +351,7 @@ mod tests {
             ("registry.topic= ", "registry.topic"),
             ("kafka.replication_factor=0", "kafka.replication_factor"),
             ("kafka.min_insync_replicas=2", "kafka.min_insync_replicas"),
+            ("clickhouse.cluster=a b", "clickhouse.cluster"),
             ("registry.max_schema_bytes=10", "registry.max_schema_bytes"),
             ("registry.tls.cert_file=/x.pem", "registry.tls"),
         ] {

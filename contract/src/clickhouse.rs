@@ -94,6 +94,126 @@ impl Migration {
     }
 }
 
+/// Statement openings `cluster_statements` knows.
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS ";
+const CREATE_MV: &str = "CREATE MATERIALIZED VIEW IF NOT EXISTS ";
+const CREATE_VIEW: &str = "CREATE VIEW IF NOT EXISTS ";
+
+impl Migration {
+    /// The statements for the ClickHouse cluster `cluster`, each `ON CLUSTER`: a table
+    /// becomes `<table>_local`, of the replicated kind of its engine with its Keeper path per
+    /// shard (`/clickhouse/tables/{shard}/<database>/<table>_local`, replica `{replica}`),
+    /// and a `Distributed` table under its own name, sharded by a hash of its sorting key (the
+    /// rows a ReplacingMergeTree or AggregatingMergeTree merges always meet on one shard); a
+    /// materialized view reads and writes the local tables of its shard; a plain view reads
+    /// the distributed ones. `non_replicated_deduplication_window` settings are left out:
+    /// replicated tables deduplicate inserts by default. An error names a statement of a kind
+    /// it does not know.
+    pub fn cluster_statements(&self, database: &str, cluster: &str) -> Result<Vec<String>, String> {
+        let tables = created_tables(database);
+        let mut out = Vec::new();
+        for s in self.statements(database) {
+            out.extend(on_cluster(&s, database, cluster, &tables).map_err(|e| format!("{}: {e}", self.name))?);
+        }
+        Ok(out)
+    }
+}
+
+/// The tables every migration creates, by name.
+fn created_tables(database: &str) -> Vec<String> {
+    MIGRATIONS
+        .iter()
+        .flat_map(|m| m.statements(database))
+        .filter_map(|s| {
+            let name = s.strip_prefix(CREATE_TABLE)?.split_whitespace().next()?;
+            Some(name.strip_prefix(&format!("{database}."))?.to_string())
+        })
+        .collect()
+}
+
+/// `s` with every whole name `from` (not followed by a letter, digit or `_`) replaced by `to`.
+fn replace_name(s: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find(from) {
+        let after = &rest[at + from.len()..];
+        let whole = !after.starts_with(|c: char| c.is_alphanumeric() || c == '_');
+        out.push_str(&rest[..at]);
+        out.push_str(if whole { to } else { from });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One statement for the cluster (see `Migration::cluster_statements`).
+fn on_cluster(s: &str, db: &str, cluster: &str, tables: &[String]) -> Result<Vec<String>, String> {
+    let first_line = s.lines().next().unwrap_or_default();
+    let split_name = |rest: &str| -> Result<(String, String), String> {
+        let (name, body) = rest
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("no body after the name: {first_line}"))?;
+        Ok((name.to_string(), body.to_string()))
+    };
+    if let Some(rest) = s.strip_prefix(CREATE_TABLE) {
+        let (name, body) = split_name(rest)?;
+        let local = format!("{name}_local");
+        let table = name.strip_prefix(&format!("{db}.")).unwrap_or(&name);
+        let engine_at = body
+            .find("ENGINE = ")
+            .ok_or_else(|| format!("no ENGINE: {first_line}"))?
+            + "ENGINE = ".len();
+        let open = engine_at
+            + body[engine_at..]
+                .find('(')
+                .ok_or_else(|| format!("no engine arguments: {first_line}"))?;
+        let close = open
+            + body[open..]
+                .find(')')
+                .ok_or_else(|| format!("unclosed engine arguments: {first_line}"))?;
+        let (engine, args) = (&body[engine_at..open], body[open + 1..close].trim());
+        let keeper = format!("'/clickhouse/tables/{{shard}}/{db}/{table}_local', '{{replica}}'");
+        let args = if args.is_empty() {
+            keeper
+        } else {
+            format!("{keeper}, {args}")
+        };
+        let key = body
+            .split("ORDER BY ")
+            .nth(1)
+            .and_then(|k| k.lines().next())
+            .map(|k| k.split(" SETTINGS").next().unwrap_or(k).trim())
+            .ok_or_else(|| format!("no ORDER BY: {first_line}"))?;
+        let key = if key.starts_with('(') {
+            key.to_string()
+        } else {
+            format!("({key})")
+        };
+        let local_body = format!("{}Replicated{engine}({args}){}", &body[..engine_at], &body[close + 1..]);
+        return Ok(vec![
+            format!("{CREATE_TABLE}{local} ON CLUSTER {cluster} {local_body}"),
+            format!(
+                "{CREATE_TABLE}{name} ON CLUSTER {cluster} AS {local} ENGINE = Distributed({cluster}, {db}, {table}_local, cityHash64{key})"
+            ),
+        ]);
+    }
+    if let Some(rest) = s.strip_prefix(CREATE_MV) {
+        let (name, mut body) = split_name(rest)?;
+        for t in tables {
+            body = replace_name(&body, &format!("{db}.{t}"), &format!("{db}.{t}_local"));
+        }
+        return Ok(vec![format!("{CREATE_MV}{name} ON CLUSTER {cluster} {body}")]);
+    }
+    if let Some(rest) = s.strip_prefix(CREATE_VIEW) {
+        let (name, body) = split_name(rest)?;
+        return Ok(vec![format!("{CREATE_VIEW}{name} ON CLUSTER {cluster} {body}")]);
+    }
+    if s.starts_with("ALTER TABLE ") && s.contains("MODIFY SETTING non_replicated_deduplication_window") {
+        return Ok(Vec::new());
+    }
+    Err(format!("no cluster form for this kind of statement: {first_line}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +230,79 @@ mod tests {
         assert!(!first[1].ends_with(';'));
         assert_eq!(MIGRATIONS[0].min_server_version(), None);
         assert_eq!(MIGRATIONS[1].min_server_version(), Some((22, 2)));
+    }
+
+    #[test]
+    fn every_statement_has_a_cluster_form_on_replicated_and_distributed_tables() {
+        let all: Vec<String> = MIGRATIONS
+            .iter()
+            .flat_map(|m| m.cluster_statements("db", "prod").unwrap())
+            .collect();
+        for s in &all {
+            assert!(s.contains(" ON CLUSTER prod "), "{s}");
+            assert!(
+                !s.contains("ENGINE = ReplacingMergeTree") && !s.contains("ENGINE = AggregatingMergeTree"),
+                "{s}"
+            );
+        }
+        for (table, _) in DATA_TABLES {
+            let local = format!("CREATE TABLE IF NOT EXISTS db.{table}_local ON CLUSTER prod ");
+            let local = all
+                .iter()
+                .find(|s| s.starts_with(&local))
+                .unwrap_or_else(|| panic!("{table}_local"));
+            assert!(
+                local.contains("Replicated")
+                    && local.contains(&format!(
+                        "('/clickhouse/tables/{{shard}}/db/{table}_local', '{{replica}}'"
+                    )),
+                "{local}"
+            );
+            let distributed = format!("CREATE TABLE IF NOT EXISTS db.{table} ON CLUSTER prod AS db.{table}_local ENGINE = Distributed(prod, db, {table}_local, cityHash64(");
+            assert!(all.iter().any(|s| s.starts_with(&distributed)), "{distributed}");
+        }
+        let snapshots = all
+            .iter()
+            .find(|s| s.contains("db.chain_snapshots ON CLUSTER prod AS"))
+            .unwrap();
+        assert!(
+            snapshots.ends_with("cityHash64(product, expiry, event_time_us))"),
+            "{snapshots}"
+        );
+        let local = all
+            .iter()
+            .find(|s| s.starts_with("CREATE TABLE IF NOT EXISTS db.chain_snapshots_local"))
+            .unwrap();
+        assert!(local.contains("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/chain_snapshots_local', '{replica}', version)"), "{local}");
+        // a shard's materialized view reads the rows inserted on that shard and keeps its state there
+        let mv = all
+            .iter()
+            .find(|s| s.contains("db.chain_metrics_mv ON CLUSTER"))
+            .unwrap();
+        assert!(
+            mv.contains("TO db.chain_metrics_state_local AS") && mv.contains("FROM db.chain_snapshots_local GROUP BY"),
+            "{mv}"
+        );
+        // views read the distributed tables
+        let view = all
+            .iter()
+            .find(|s| s.contains("db.chain_metrics_1m ON CLUSTER"))
+            .unwrap();
+        assert!(
+            view.contains("FROM db.chain_metrics_state") && !view.contains("_local"),
+            "{view}"
+        );
+        assert!(
+            MIGRATIONS[1].cluster_statements("db", "prod").unwrap().is_empty(),
+            "dedup windows are replicated tables' default"
+        );
+    }
+
+    #[test]
+    fn names_are_replaced_whole() {
+        assert_eq!(
+            replace_name("FROM d.t GROUP BY, d.t_x, d.t", "d.t", "d.t_local"),
+            "FROM d.t_local GROUP BY, d.t_x, d.t_local"
+        );
     }
 }

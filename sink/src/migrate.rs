@@ -23,36 +23,58 @@ struct AppliedRow {
     checksum: String,
 }
 
-/// Statements of `migration` for `database`, or why it does not run on `server`.
-pub fn plan(migration: &Migration, database: &str, server: ServerVersion) -> Result<Vec<String>, String> {
+/// Statements of `migration` for `database` (on `cluster`, unless empty: see
+/// `Migration::cluster_statements`), or why it does not run on `server`.
+pub fn plan(
+    migration: &Migration,
+    database: &str,
+    cluster: &str,
+    server: ServerVersion,
+) -> Result<Vec<String>, String> {
     match migration.min_server_version() {
         Some((major, minor)) if server < ServerVersion(major, minor) => {
             Err(format!("needs ClickHouse {major}.{minor}+, server is {server}"))
         }
-        _ => Ok(migration.statements(database)),
+        _ if cluster.is_empty() => Ok(migration.statements(database)),
+        _ => migration.cluster_statements(database, cluster),
     }
 }
 
-/// Creates the database and applies every pending migration; idempotent.
+/// The statements that create `database` and its `schema_migrations` (on `cluster`, unless
+/// empty: one table replicated to every node, whichever shard `migrate` talks to).
+pub fn preamble(database: &str, cluster: &str) -> [String; 2] {
+    let columns = "(version UInt32, name String, checksum String, applied_at DateTime DEFAULT now())";
+    if cluster.is_empty() {
+        [
+            format!("CREATE DATABASE IF NOT EXISTS {database}"),
+            format!("CREATE TABLE IF NOT EXISTS {database}.schema_migrations {columns} ENGINE = ReplacingMergeTree ORDER BY version"),
+        ]
+    } else {
+        [
+            format!("CREATE DATABASE IF NOT EXISTS {database} ON CLUSTER {cluster}"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {database}.schema_migrations ON CLUSTER {cluster} {columns} \
+                 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{database}/schema_migrations', '{{replica}}') ORDER BY version"
+            ),
+        ]
+    }
+}
+
+/// Creates the database and applies every pending migration (on `cluster`, unless empty);
+/// idempotent.
 pub async fn migrate(
     client: &Client,
     database: &str,
+    cluster: &str,
 ) -> Result<(ServerVersion, Vec<(&'static str, MigrationOutcome)>)> {
     let server = ServerVersion::detect(client).await?;
-    client
-        .query(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
-        .execute()
-        .await
-        .with_context(|| format!("creating database {database}"))?;
-    client
-        .query(&format!(
-            "CREATE TABLE IF NOT EXISTS {database}.schema_migrations \
-             (version UInt32, name String, checksum String, applied_at DateTime DEFAULT now()) \
-             ENGINE = ReplacingMergeTree ORDER BY version"
-        ))
-        .execute()
-        .await
-        .context("creating schema_migrations")?;
+    for s in preamble(database, cluster) {
+        client
+            .query(&s)
+            .execute()
+            .await
+            .with_context(|| format!("creating database {database} and its schema_migrations: {s}"))?;
+    }
     let applied: Vec<AppliedRow> = client
         .query(&format!(
             "SELECT version, checksum FROM {database}.schema_migrations FINAL"
@@ -75,7 +97,7 @@ pub async fn migrate(
             out.push((m.name, MigrationOutcome::AlreadyApplied));
             continue;
         }
-        let statements = match plan(m, database, server) {
+        let statements = match plan(m, database, cluster, server) {
             Ok(s) => s,
             Err(why) => {
                 out.push((m.name, MigrationOutcome::Skipped(why)));
@@ -118,6 +140,7 @@ mod tests {
         let statements = plan(
             migration("0001_chain_tables.sql"),
             "analytics_db",
+            "",
             ServerVersion(18, 16),
         )
         .unwrap();
@@ -131,15 +154,15 @@ mod tests {
     fn a_migration_for_newer_servers_is_skipped_on_older_ones_with_the_reason() {
         let dedup = migration("0002_insert_deduplication.sql");
         assert_eq!(
-            plan(dedup, "db", ServerVersion(18, 16)),
+            plan(dedup, "db", "", ServerVersion(18, 16)),
             Err("needs ClickHouse 22.2+, server is 18.16".to_string())
         );
         assert_eq!(
-            plan(dedup, "db", ServerVersion(22, 1)),
+            plan(dedup, "db", "", ServerVersion(22, 1)),
             Err("needs ClickHouse 22.2+, server is 22.1".to_string())
         );
         for server in [ServerVersion(22, 2), ServerVersion(24, 8), ServerVersion(26, 1)] {
-            let statements = plan(dedup, "db", server).unwrap();
+            let statements = plan(dedup, "db", "", server).unwrap();
             assert!(
                 !statements.is_empty() && statements.iter().all(|s| s.contains("db.")),
                 "{server}"
@@ -150,7 +173,8 @@ mod tests {
     #[test]
     fn every_migration_runs_on_a_current_server() {
         for m in MIGRATIONS {
-            assert!(plan(m, "db", ServerVersion(26, 1)).is_ok(), "{}", m.name);
+            assert!(plan(m, "db", "", ServerVersion(26, 1)).is_ok(), "{}", m.name);
+            assert!(plan(m, "db", "prod", ServerVersion(26, 1)).is_ok(), "{}", m.name);
         }
     }
 }

@@ -28,9 +28,16 @@ pub fn month_of(date: NaiveDate) -> u32 {
     date.year().unsigned_abs() * 100 + date.month()
 }
 
-/// The partitions of chainflow's tables in `database` whose month ends before `before`'s.
-pub async fn partitions_before(client: &Client, database: &str, before: NaiveDate) -> Result<Vec<Partition>> {
-    let tables: Vec<&str> = DATA_TABLES.iter().map(|(t, _)| *t).collect();
+/// The partitions of chainflow's tables in `database` whose month ends before `before`'s;
+/// on a cluster (`cluster` not empty), of the local tables the connected server holds.
+pub async fn partitions_before(
+    client: &Client,
+    database: &str,
+    cluster: &str,
+    before: NaiveDate,
+) -> Result<Vec<Partition>> {
+    let suffix = if cluster.is_empty() { "" } else { "_local" };
+    let tables: Vec<String> = DATA_TABLES.iter().map(|(t, _)| format!("{t}{suffix}")).collect();
     client
         .query(
             "SELECT table, partition, sum(rows) AS rows FROM system.parts \
@@ -45,13 +52,18 @@ pub async fn partitions_before(client: &Client, database: &str, before: NaiveDat
         .context("listing partitions in system.parts")
 }
 
-/// Drops `partitions` from `database`.
-pub async fn drop_partitions(client: &Client, database: &str, partitions: &[Partition]) -> Result<()> {
+/// Drops `partitions` from `database` (on every node of `cluster`, unless empty).
+pub async fn drop_partitions(client: &Client, database: &str, cluster: &str, partitions: &[Partition]) -> Result<()> {
+    let on_cluster = if cluster.is_empty() {
+        String::new()
+    } else {
+        format!(" ON CLUSTER {cluster}")
+    };
     for p in partitions {
         // the partition id comes from system.parts: digits only
         client
             .query(&format!(
-                "ALTER TABLE {database}.{} DROP PARTITION {}",
+                "ALTER TABLE {database}.{}{on_cluster} DROP PARTITION {}",
                 p.table, p.partition
             ))
             .execute()

@@ -6,7 +6,8 @@ use clickhouse::Client;
 use std::fmt;
 
 /// A client for the configured server and database. Validation is off: ClickHouse 18.16
-/// has no RowBinaryWithNamesAndTypes, so rows go as plain RowBinary (with LZ4).
+/// has no RowBinaryWithNamesAndTypes, so rows go as plain RowBinary (with LZ4). On a
+/// cluster (`clickhouse.cluster`), inserts into distributed tables are synchronous.
 pub fn client(cfg: &ClickHouseConfig) -> Client {
     let mut c = Client::default()
         .with_url(&cfg.url)
@@ -14,6 +15,11 @@ pub fn client(cfg: &ClickHouseConfig) -> Client {
         .with_validation(false);
     if !cfg.password.is_empty() {
         c = c.with_password(cfg.password.expose());
+    }
+    if !cfg.cluster.is_empty() {
+        // an insert into a distributed table is acknowledged once every shard has its rows:
+        // only then may the sink commit the offsets
+        c = c.with_setting("insert_distributed_sync", "1");
     }
     c
 }

@@ -6,7 +6,7 @@ use chainflow_config::Config;
 use chainflow_contract::clickhouse::MIGRATIONS;
 use chainflow_contract::topics::provisioned;
 use chainflow_kafka::{ensure_topics, TopicOutcome};
-use chainflow_sink::migrate::{migrate as apply, plan, MigrationOutcome};
+use chainflow_sink::migrate::{migrate as apply, plan, preamble, MigrationOutcome};
 use chainflow_sink::prune::{
     apply_retention, drop_partitions, partitions_before, ttl_statements, Retention, TTL_SINCE,
 };
@@ -18,9 +18,12 @@ pub async fn migrate(config: &Config, print_for: Option<&str>) -> Result<()> {
     if let Some(v) = print_for {
         let server = ServerVersion::parse(v)
             .ok_or_else(|| crate::UsageError(format!("--print-for: expected MAJOR.MINOR, got {v:?}")))?;
-        println!("CREATE DATABASE IF NOT EXISTS {db};");
+        let cluster = &config.clickhouse.cluster;
+        for s in preamble(db, cluster) {
+            println!("{s};");
+        }
         for m in MIGRATIONS {
-            match plan(m, db, server) {
+            match plan(m, db, cluster, server) {
                 Ok(statements) => statements.iter().for_each(|s| println!("{s};")),
                 Err(why) => println!("-- {}: skipped ({why})", m.name),
             }
@@ -35,10 +38,16 @@ pub async fn migrate(config: &Config, print_for: Option<&str>) -> Result<()> {
         return Ok(());
     }
     let client = chainflow_sink::client(&config.clickhouse);
-    let (server, outcomes) = apply(&client, db)
+    let (server, outcomes) = apply(&client, db, &config.clickhouse.cluster)
         .await
         .with_context(|| format!("migrating ClickHouse at {}", config.clickhouse.url))?;
-    println!("ClickHouse {server} at {}, database {db}", config.clickhouse.url);
+    match config.clickhouse.cluster.as_str() {
+        "" => println!("ClickHouse {server} at {}, database {db}", config.clickhouse.url),
+        cluster => println!(
+            "ClickHouse {server} at {}, database {db} on cluster {cluster}",
+            config.clickhouse.url
+        ),
+    }
     for (name, outcome) in outcomes {
         let what = match outcome {
             MigrationOutcome::Applied => "applied".to_string(),
@@ -63,10 +72,11 @@ pub async fn migrate(config: &Config, print_for: Option<&str>) -> Result<()> {
 pub async fn prune(config: &Config, args: &PruneArgs) -> Result<()> {
     let db = &config.clickhouse.database;
     let client = chainflow_sink::client(&config.clickhouse);
-    let partitions = partitions_before(&client, db, args.before).await?;
+    let cluster = &config.clickhouse.cluster;
+    let partitions = partitions_before(&client, db, cluster, args.before).await?;
     let verb = if args.dry_run { "would drop" } else { "dropped" };
     if !args.dry_run {
-        drop_partitions(&client, db, &partitions).await?;
+        drop_partitions(&client, db, cluster, &partitions).await?;
     }
     println!(
         "{verb} {} partition(s) of {db} before {} (whole months only):",

@@ -20,7 +20,17 @@ pub async fn dispatch(command: Command, config: Config) -> Result<()> {
             None => services::registry(&config).await,
             Some(RegistrySubcommand::HashPassword) => services::hash_password(),
         },
-        Command::Migrate { print_for } => infra::migrate(&config, print_for.as_deref()).await,
+        Command::Migrate { print_for, cluster } => {
+            let mut config = config;
+            if let Some(cluster) = cluster {
+                config.clickhouse.cluster = cluster;
+                config
+                    .clickhouse
+                    .validate()
+                    .map_err(|e| crate::UsageError(format!("--cluster: {e}")))?;
+            }
+            infra::migrate(&config, print_for.as_deref()).await
+        }
         Command::Topics => infra::topics(&config).await,
         Command::Feed(cmd) => match cmd.play {
             Some(FeedSubcommand::Play(args)) => feed::play(&config, &args).await,

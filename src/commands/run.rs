@@ -148,7 +148,7 @@ fn other_tables(config: &Config) -> Vec<&'static str> {
 /// Creates the tables (with their retention) and the topics.
 async fn set_up(config: &Config, client: &Client) -> Result<()> {
     let ch = &config.clickhouse;
-    let (server, _) = chainflow_sink::migrate::migrate(client, &ch.database)
+    let (server, _) = chainflow_sink::migrate::migrate(client, &ch.database, &ch.cluster)
         .await
         .with_context(|| format!("setting up ClickHouse at {}", ch.url))?;
     chainflow_sink::prune::apply_retention(client, &ch.database, server, ch.retention_days).await?;
