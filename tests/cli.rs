@@ -142,3 +142,36 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
         assert!(!stdout.contains(secret), "{secret} printed: {stdout}");
     }
 }
+
+#[test]
+fn every_command_the_deployment_guide_names_exists_with_its_flags() {
+    let mut named = 0;
+    for token in include_str!("../docs/deploy.md").split('`').skip(1).step_by(2) {
+        let Some(rest) = token.strip_prefix("chainflow ") else {
+            continue;
+        };
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let mut args: Vec<&str> = words
+            .iter()
+            .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase()))
+            .copied()
+            .collect();
+        args.push("--help");
+        let out = chainflow(&args).output();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "`{token}`: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for flag in words.iter().filter(|w| w.starts_with("--")) {
+            assert!(
+                help.contains(flag),
+                "docs/deploy.md: `{token}`: `chainflow {}` has no {flag}",
+                args.join(" ")
+            );
+        }
+        named += 1;
+    }
+    assert!(named >= 5, "only {named} commands found in docs/deploy.md");
+}

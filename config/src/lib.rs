@@ -342,6 +342,47 @@ mod tests {
     }
 
     #[test]
+    fn every_setting_the_deployment_guide_names_exists() {
+        // a setting given where the configuration has none is refused as an unknown field
+        let unknown = load("[kafka]\nno_such_setting = 0\n", &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("unknown field"), "{unknown}");
+        let sections = [
+            "kafka",
+            "registry",
+            "clickhouse",
+            "enrich",
+            "sink",
+            "feed",
+            "observability",
+            "pipeline",
+            "otel",
+        ];
+        let mut named = 0;
+        for token in include_str!("../../docs/deploy.md").split('`').skip(1).step_by(2) {
+            let token = token.split('=').next().unwrap_or_default().trim();
+            let Some((section, rest)) = token.split_once('.') else {
+                continue;
+            };
+            if !sections.contains(&section) || !rest.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '.') {
+                continue;
+            }
+            let (table, key) = token.rsplit_once('.').unwrap_or_default();
+            let e = load(&format!("[{table}]\n{key} = 0\n"), &[], &[])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                !e.contains("unknown field"),
+                "docs/deploy.md names `{token}`, which the configuration does not have: {e}"
+            );
+            named += 1;
+        }
+        assert!(named >= 15, "only {named} settings found in docs/deploy.md");
+    }
+
+    #[test]
     fn each_section_is_validated_by_name() {
         for (set, field) in [
             ("pipeline.shutdown_timeout_ms=0", "pipeline.shutdown_timeout_ms"),
