@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::{JoinError, JoinHandle};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// How often lag is measured and stalls are looked for, at most (more often when
@@ -98,7 +98,7 @@ struct Attempt<R> {
     /// The ledger rows of the batches (re-formed batches have none).
     rows: Vec<LedgerRow>,
     /// Whether the ledger took them; when not, nothing was inserted.
-    recorded: Result<(), Failure>,
+    recorded: bool,
     /// Each batch, in order.
     batches: Vec<Tried<R>>,
 }
@@ -106,19 +106,21 @@ struct Attempt<R> {
 /// A batch of a flush's first attempt.
 struct Tried<R> {
     batch: Batch<R>,
-    /// Its insert's outcome; `None`: not tried (the ledger or an earlier insert failed), or
-    /// part of a flush inserted together that failed.
-    outcome: Option<Result<(), Failure>>,
-    /// How long the insert took.
+    /// ClickHouse acknowledged it; if not, it was not tried (the ledger or an earlier insert
+    /// failed) or its insert failed.
+    stored: bool,
+    /// How long its insert took, failed or not.
     took: Duration,
 }
 
-/// Waits for the flush in flight; never ready when there is none.
-async fn landed<R>(in_flight: &mut Option<JoinHandle<Attempt<R>>>) -> Result<Attempt<R>, JoinError> {
-    match in_flight {
-        Some(task) => task.await,
-        None => std::future::pending().await,
-    }
+/// Waits for the flush in flight and clears it; never ready when there is none.
+async fn landed<R>(in_flight: &mut Option<JoinHandle<Attempt<R>>>) -> Result<Attempt<R>> {
+    let Some(task) = in_flight else {
+        return std::future::pending().await;
+    };
+    let attempt = task.await.context("a flush's task failed");
+    *in_flight = None;
+    attempt
 }
 
 /// What a retry does when the stage is asked to stop.
@@ -177,11 +179,15 @@ fn batch_span<'a, R>(stream: &str, batch: &'a Batch<R>, max_links: usize) -> (Ve
 /// Inserts the records of `batches` in one insert per table (under the batch's token when
 /// there is one batch and the server takes tokens), then counts them as stored, per batch.
 async fn insert_together<S: Stream>(io: &Io<S>, stats: &StageStats, batches: &[Batch<S::Rows>]) -> Result<(), Failure> {
-    let spans: Vec<_> = batches.iter().map(|b| batch_span(S::NAME, b, io.max_links)).collect();
-    let records: Vec<&S::Rows> = spans
+    let parts: Vec<_> = batches
         .iter()
-        .flat_map(|(entries, _)| entries.iter().filter_map(|e| e.rows.as_ref()))
+        .map(|b| {
+            let (entries, span) = batch_span(S::NAME, b, io.max_links);
+            let rows: Vec<&S::Rows> = entries.iter().filter_map(|e| e.rows.as_ref()).collect();
+            (entries, span, rows)
+        })
         .collect();
+    let records: Vec<&S::Rows> = parts.iter().flat_map(|(_, _, rows)| rows.iter().copied()).collect();
     let token = match batches {
         [one] if io.tokens => Some(one.token()),
         _ => None,
@@ -189,9 +195,8 @@ async fn insert_together<S: Stream>(io: &Io<S>, stats: &StageStats, batches: &[B
     io.stream
         .insert(&io.client, &records, token.as_deref(), io.insert_timeout)
         .await?;
-    for ((entries, span), batch) in spans.iter().zip(batches) {
-        let rows: Vec<&S::Rows> = entries.iter().filter_map(|e| e.rows.as_ref()).collect();
-        stored::<S>(stats, span, &batch.topic, entries, &rows);
+    for ((entries, span, rows), batch) in parts.iter().zip(batches) {
+        stored::<S>(stats, span, &batch.topic, entries, rows);
     }
     Ok(())
 }
@@ -208,59 +213,27 @@ async fn first_attempt<S: Stream>(
     rows: Vec<LedgerRow>,
     batches: Vec<Batch<S::Rows>>,
 ) -> Attempt<S::Rows> {
-    let recorded = io.ledger.record(&rows).await;
-    let not_tried = |batch| Tried {
-        batch,
-        outcome: None,
-        took: Duration::ZERO,
+    let recorded = io.ledger.record(&rows).await.is_ok();
+    let inserts: Vec<Vec<Batch<S::Rows>>> = if io.tokens {
+        batches.into_iter().map(|b| vec![b]).collect()
+    } else {
+        vec![batches]
     };
-    if recorded.is_err() {
-        let batches = batches.into_iter().map(not_tried).collect();
-        return Attempt {
-            rows,
-            recorded,
-            batches,
-        };
-    }
-    if !io.tokens && batches.len() > 1 {
+    let mut failed = !recorded;
+    let mut out = Vec::new();
+    for batches in inserts {
         let started = Instant::now();
-        let outcome = insert_together(&io, &stats, &batches).await;
+        let stored = !failed
+            && match insert_together(&io, &stats, &batches).await {
+                Ok(()) => true,
+                Err(failure) => {
+                    tracing::debug!(stream = S::NAME, error = %failure, "the flush's first insert failed: written again with retries");
+                    false
+                }
+            };
+        failed = !stored;
         let took = started.elapsed();
-        let batches = match outcome {
-            Ok(()) => batches
-                .into_iter()
-                .map(|batch| Tried {
-                    batch,
-                    outcome: Some(Ok(())),
-                    took,
-                })
-                .collect(),
-            Err(failure) => {
-                tracing::debug!(stream = S::NAME, error = %failure, "the flush's insert failed: written again batch by batch");
-                batches.into_iter().map(not_tried).collect()
-            }
-        };
-        return Attempt {
-            rows,
-            recorded,
-            batches,
-        };
-    }
-    let mut failed = false;
-    let mut out = Vec::with_capacity(batches.len());
-    for batch in batches {
-        if failed {
-            out.push(not_tried(batch));
-            continue;
-        }
-        let started = Instant::now();
-        let outcome = insert_together(&io, &stats, std::slice::from_ref(&batch)).await;
-        failed = outcome.is_err();
-        out.push(Tried {
-            batch,
-            outcome: Some(outcome),
-            took: started.elapsed(),
-        });
+        out.extend(batches.into_iter().map(|batch| Tried { batch, stored, took }));
     }
     Attempt {
         rows,
@@ -352,10 +325,7 @@ impl<S: Stream> Worker<S> {
             tokio::select! {
                 biased;
                 () = ctx.stopped() => break,
-                landed = landed(&mut self.in_flight) => {
-                    self.in_flight = None;
-                    self.finish(landed.context("a flush's task failed")?, ctx).await?;
-                }
+                landed = landed(&mut self.in_flight) => self.finish(landed?, ctx).await?,
                 () = sleep_until(due), if self.in_flight.is_none() => self.flush(true, ctx).await?,
                 () = sleep_until(held) => self.check_holds().await?,
                 Some(m) = measurements.recv() => self.check_lag(&m, ctx).await?,
@@ -578,10 +548,10 @@ impl<S: Stream> Worker<S> {
 
     /// Waits for the flush in flight, if any, and finishes it.
     async fn land(&mut self, ctx: &StageContext) -> Result<()> {
-        let Some(task) = self.in_flight.take() else {
+        if self.in_flight.is_none() {
             return Ok(());
-        };
-        let attempt = task.await.context("a flush's task failed")?;
+        }
+        let attempt = landed(&mut self.in_flight).await?;
         self.finish(attempt, ctx).await
     }
 
@@ -647,7 +617,7 @@ impl<S: Stream> Worker<S> {
             recorded,
             batches,
         } = attempt;
-        if recorded.is_err() {
+        if !recorded {
             let ledger = self.io.ledger.clone();
             let (ledger, rows) = (&ledger, &rows);
             if self
@@ -661,12 +631,12 @@ impl<S: Stream> Worker<S> {
                 return Ok(());
             }
         }
-        for Tried { batch, outcome, took } in batches {
+        for Tried { batch, stored, took } in batches {
             let tp: Tp = (batch.topic.clone(), batch.partition);
             if !self.flying.contains(&tp) {
                 continue; // revoked meanwhile: the new owner reads it again
             }
-            let took = if let Some(Ok(())) = outcome {
+            let took = if stored {
                 took
             } else {
                 let started = Instant::now();
