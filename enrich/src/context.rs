@@ -36,12 +36,7 @@ impl ConsumerContext for EnrichContext {
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            let partitions: Vec<String> = tpl
-                .elements()
-                .iter()
-                .map(|e| format!("{}[{}]", e.topic(), e.partition()))
-                .collect();
-            tracing::info!(?partitions, "partitions assigned");
+            tracing::info!(partitions = ?chainflow_kafka::partitions(tpl), "partitions assigned");
         }
     }
 }

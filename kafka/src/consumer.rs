@@ -61,7 +61,7 @@ where
 }
 
 /// The partitions of `tpl`, as (topic, partition), sorted.
-fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+pub fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
     let mut all: Vec<(String, i32)> = tpl
         .elements()
         .iter()

@@ -3,6 +3,7 @@
 //! acknowledged are committed; the worker then drops whatever it still holds of them (the
 //! new owner reads it again, and re-forms the batches the ledger recorded).
 
+use chainflow_kafka::partitions;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{Offset, TopicPartitionList};
@@ -28,13 +29,6 @@ pub struct SinkContext {
     written: Mutex<BTreeMap<Tp, i64>>,
     /// Assignment changes the worker has not applied yet, in order.
     changes: Mutex<Vec<Change>>,
-}
-
-fn partitions(tpl: &TopicPartitionList) -> Vec<Tp> {
-    tpl.elements()
-        .iter()
-        .map(|e| (e.topic().to_string(), e.partition()))
-        .collect()
 }
 
 /// `offsets` as a list to commit.
