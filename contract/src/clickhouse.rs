@@ -119,6 +119,12 @@ impl Migration {
     }
 }
 
+/// The name of `table`'s local part on a cluster: the replicated table each server holds,
+/// under the distributed table of `table`'s own name.
+pub fn local_table(table: &str) -> String {
+    format!("{table}_local")
+}
+
 /// The tables every migration creates, by name.
 fn created_tables(database: &str) -> Vec<String> {
     MIGRATIONS
@@ -157,8 +163,7 @@ fn on_cluster(s: &str, db: &str, cluster: &str, tables: &[String]) -> Result<Vec
     };
     if let Some(rest) = s.strip_prefix(CREATE_TABLE) {
         let (name, body) = split_name(rest)?;
-        let local = format!("{name}_local");
-        let table = name.strip_prefix(&format!("{db}.")).unwrap_or(&name);
+        let table = local_table(name.strip_prefix(&format!("{db}.")).unwrap_or(&name));
         let engine_at = body
             .find("ENGINE = ")
             .ok_or_else(|| format!("no ENGINE: {first_line}"))?
@@ -172,7 +177,7 @@ fn on_cluster(s: &str, db: &str, cluster: &str, tables: &[String]) -> Result<Vec
                 .find(')')
                 .ok_or_else(|| format!("unclosed engine arguments: {first_line}"))?;
         let (engine, args) = (&body[engine_at..open], body[open + 1..close].trim());
-        let keeper = format!("'/clickhouse/tables/{{shard}}/{db}/{table}_local', '{{replica}}'");
+        let keeper = format!("'/clickhouse/tables/{{shard}}/{db}/{table}', '{{replica}}'");
         let args = if args.is_empty() {
             keeper
         } else {
@@ -191,16 +196,16 @@ fn on_cluster(s: &str, db: &str, cluster: &str, tables: &[String]) -> Result<Vec
         };
         let local_body = format!("{}Replicated{engine}({args}){}", &body[..engine_at], &body[close + 1..]);
         return Ok(vec![
-            format!("{CREATE_TABLE}{local} ON CLUSTER {cluster} {local_body}"),
+            format!("{CREATE_TABLE}{db}.{table} ON CLUSTER {cluster} {local_body}"),
             format!(
-                "{CREATE_TABLE}{name} ON CLUSTER {cluster} AS {local} ENGINE = Distributed({cluster}, {db}, {table}_local, cityHash64{key})"
+                "{CREATE_TABLE}{name} ON CLUSTER {cluster} AS {db}.{table} ENGINE = Distributed({cluster}, {db}, {table}, cityHash64{key})"
             ),
         ]);
     }
     if let Some(rest) = s.strip_prefix(CREATE_MV) {
         let (name, mut body) = split_name(rest)?;
         for t in tables {
-            body = replace_name(&body, &format!("{db}.{t}"), &format!("{db}.{t}_local"));
+            body = replace_name(&body, &format!("{db}.{t}"), &format!("{db}.{}", local_table(t)));
         }
         return Ok(vec![format!("{CREATE_MV}{name} ON CLUSTER {cluster} {body}")]);
     }

@@ -4,7 +4,7 @@
 
 use crate::server::ServerVersion;
 use anyhow::{Context, Result};
-use chainflow_contract::clickhouse::DATA_TABLES;
+use chainflow_contract::clickhouse::{local_table, DATA_TABLES};
 use chrono::{Datelike, NaiveDate};
 use clickhouse::Client;
 use serde::Deserialize;
@@ -36,8 +36,16 @@ pub async fn partitions_before(
     cluster: &str,
     before: NaiveDate,
 ) -> Result<Vec<Partition>> {
-    let suffix = if cluster.is_empty() { "" } else { "_local" };
-    let tables: Vec<String> = DATA_TABLES.iter().map(|(t, _)| format!("{t}{suffix}")).collect();
+    let tables: Vec<String> = DATA_TABLES
+        .iter()
+        .map(|(t, _)| {
+            if cluster.is_empty() {
+                t.to_string()
+            } else {
+                local_table(t)
+            }
+        })
+        .collect();
     client
         .query(
             "SELECT table, partition, sum(rows) AS rows FROM system.parts \
