@@ -21,6 +21,24 @@ pub fn stack() -> Config {
 /// otherwise.
 pub struct Chainflow(Command);
 
+/// Runs `cmd` to the end with `input` on its standard input, capturing standard output and
+/// error.
+fn output_with_input(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?} starts: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("a standard input")
+        .write_all(input)
+        .expect("the command reads its input");
+    child.wait_with_output().expect("the command ends")
+}
+
 /// `chainflow ARGS...`.
 pub fn chainflow(args: &[&str]) -> Chainflow {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chainflow"));
@@ -63,20 +81,7 @@ impl Chainflow {
 
     /// Runs to the end with `input` on standard input, capturing standard output and error.
     pub fn output_with_input(mut self, input: &str) -> Output {
-        let mut child = self
-            .0
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("chainflow starts");
-        child
-            .stdin
-            .take()
-            .expect("a standard input")
-            .write_all(input.as_bytes())
-            .expect("chainflow reads its input");
-        child.wait_with_output().expect("chainflow ends")
+        output_with_input(&mut self.0, input.as_bytes())
     }
 
     /// Starts in the background, standard output discarded, standard error collected (read
@@ -450,21 +455,11 @@ impl Database {
             "schema": String::from_utf8_lossy(&schema.stdout), "database": "chainflow", "tables": rows,
             "queries": queries,
         });
-        let mut child = Command::new("python3")
+        let mut python = Command::new("python3");
+        python
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/current_engine.py"))
-            .env("TZ", "UTC")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        child
-            .stdin
-            .take()
-            .expect("a standard input")
-            .write_all(spec.to_string().as_bytes())
-            .expect("python3 reads its input");
-        let out = child.wait_with_output().expect("python3 ends");
+            .env("TZ", "UTC");
+        let out = output_with_input(&mut python, spec.to_string().as_bytes());
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).expect("answers as JSON")
     }
