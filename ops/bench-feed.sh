@@ -6,12 +6,8 @@
 # The messages stay in the market topics: the next `chainflow run` (or ops/demo.sh) in the
 # default consumer groups enriches and stores these chains as well before reaching its own.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-cargo build --release --quiet --bin chainflow
-ops/stack.sh up >/dev/null
-eval "$(ops/stack.sh env)"
-export RUST_LOG="${RUST_LOG:-warn}"
-echo "[bench-feed] broker store: $(du -sh "${CHAINFLOW_STACK_DIR:-$ROOT/.stack}/tansu" | cut -f1)"
-exec target/release/chainflow feed --chains "${1:-24000}" --scenario "${2:-normal}" \
+# shellcheck source=ops/lib/bench-setup.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/bench-setup.sh" release
+echo "[bench-feed] broker store: $(du -sh "${CHAINFLOW_STACK_DIR:-$ROOT/.stack}/${CHAINFLOW_STACK_BROKER:-nisshi}" | cut -f1)"
+exec "$bin" feed --chains "${1:-24000}" --scenario "${2:-normal}" \
   --start 2025-01-27T03:45:00Z --set observability.metrics_listen=

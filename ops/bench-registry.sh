@@ -5,14 +5,8 @@
 # topic and state directories, so it never touches the stack's registry.
 # Usage: ops/bench-registry.sh [PROFILE]   (default: release; `debug` uses target/debug)
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-profile="${1:-release}"
-if [ "$profile" = release ]; then cargo build --release --quiet --bin chainflow; else cargo build --quiet --bin chainflow; fi
-bin="target/$profile/chainflow"
-ops/stack.sh up >/dev/null
-eval "$(ops/stack.sh env)"
-export RUST_LOG="${RUST_LOG:-warn}"
+# shellcheck source=ops/lib/bench-setup.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/bench-setup.sh" "${1:-release}"
 run="$(date +%s)"
 topic="_schemas_bench_$run"
 work="$(mktemp -d)"

@@ -5,14 +5,9 @@
 # the live tables and groups are not touched.
 # Usage: ops/bench-replay.sh [FROM]   (default: earliest; any --from bound of chainflow replay)
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-cargo build --release --quiet --bin chainflow
-ops/stack.sh up >/dev/null
-eval "$(ops/stack.sh env)"
-export RUST_LOG="${RUST_LOG:-warn}"
+# shellcheck source=ops/lib/bench-setup.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/bench-setup.sh" release
 export CHAINFLOW_CLICKHOUSE__DATABASE="chainflow_bench_replay"
-bin=target/release/chainflow
 trap 'curl -s "${CHAINFLOW_CLICKHOUSE__URL:-http://127.0.0.1:8123}" --data-binary "DROP DATABASE IF EXISTS $CHAINFLOW_CLICKHOUSE__DATABASE" >/dev/null' EXIT
 "$bin" migrate >/dev/null
 echo "[bench-replay] broker store: $(du -sh "${CHAINFLOW_STACK_DIR:-$ROOT/.stack}" 2>/dev/null | cut -f1); $(nproc) cores"

@@ -15,8 +15,8 @@
 # Prints one Markdown table (paste it into docs/benchmarks.md with the date and machine).
 # Usage: ops/bench.sh [--quick]   (--quick: fewer chains, under 5 minutes after the build)
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+# shellcheck source=ops/lib/bench-setup.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/bench-setup.sh" release
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 chains=$((quick ? 6000 : 20000))
@@ -24,11 +24,6 @@ python_chains=$((quick ? 300 : 1000))
 scale_chains=30000
 log() { printf '[bench] %s\n' "$*" >&2; }
 
-cargo build --release --quiet --bin chainflow
-ops/stack.sh up >/dev/null
-eval "$(ops/stack.sh env)"
-export RUST_LOG="${RUST_LOG:-warn}"
-bin="$ROOT/target/release/chainflow"
 run_id="$(date +%s)"
 work="$(mktemp -d)"
 mem_port="${CHAINFLOW_BENCH_BROKER_PORT:-29192}"
