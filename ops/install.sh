@@ -17,6 +17,8 @@ APT_PACKAGES=(
   docker-compose
   # port checks in ops/stack.sh
   iproute2 curl
+  # the live page's browser test and benchmark (tests/live.rs, ops/bench-live.sh), with a font
+  chromium fonts-dejavu-core
 )
 
 log() { printf '[install] %s\n' "$*"; }
@@ -66,11 +68,12 @@ esac
 
 # Test tools: Confluent's Schema Registry client (an independent client for the registry),
 # fastavro (Avro for the Python consumer example), chdb (an in-process current ClickHouse,
-# to check the shipped SQL) and vollib (the option maths of ops/bench.sh's Python baseline).
-if python3 -c 'import confluent_kafka, authlib, httpx, cachetools, attrs, fastavro, chdb, vollib' >/dev/null 2>&1; then
+# to check the shipped SQL), vollib (the option maths of ops/bench.sh's Python baseline) and
+# websockets (the clients of ops/bench-live.sh).
+if python3 -c 'import confluent_kafka, authlib, httpx, cachetools, attrs, fastavro, chdb, vollib, websockets' >/dev/null 2>&1; then
   log "python test tools: already installed"
 else
-  log "python test tools: confluent-kafka, fastavro, chdb-core, vollib"
+  log "python test tools: confluent-kafka, fastavro, chdb-core, vollib, websockets"
   python3 -m pip install -q --disable-pip-version-check 'confluent-kafka==2.16.1' authlib httpx cachetools attrs 'fastavro==1.12.1' \
-    'chdb-core==26.9.0' 'vollib==1.0.11'
+    'chdb-core==26.9.0' 'vollib==1.0.11' 'websockets==15.0.1'
 fi

@@ -77,6 +77,9 @@ pub enum Command {
     Prune(PruneArgs),
     /// Run feed, enrich and sink in one process against the stack.
     Run(RunArgs),
+    /// Serve the live view: the page, a WebSocket of chains, chain metrics and underlyings
+    /// as they change, and its API, on serve.listen (docs/live.md).
+    Serve,
     /// Write a range of a topic to ClickHouse again (restore, backfill), without a consumer
     /// group; raw chains with --reprocess are enriched again on the way.
     Replay(ReplayArgs),
@@ -110,6 +113,7 @@ impl Command {
             Command::Sink(_) => "sink",
             Command::Prune(_) => "prune",
             Command::Run(_) => "run",
+            Command::Serve => "serve",
             Command::Replay(_) => "replay",
             Command::Tail(_) => "tail",
             Command::Groups(_) => "groups",

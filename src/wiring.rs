@@ -6,6 +6,7 @@ use anyhow::Result;
 use chainflow_codec::{registry_settings, Codec};
 use chainflow_config::Config;
 use chainflow_enrich::Enrich;
+use chainflow_live::{Live, Store};
 use chainflow_registry::RegistryServer;
 use chainflow_runtime::{http, signals, Health, Pipeline, Role, Stage, StageStats, Timeouts};
 use chainflow_sink::Sink;
@@ -89,6 +90,27 @@ impl Process {
         Ok(RegistryServer::new(
             &config.registry,
             &config.kafka,
+            http::routes(self.health.clone())?,
+        ))
+    }
+
+    /// The live view's stage, serving this process's endpoints beside the gateway.
+    pub fn live(&self, config: &Config) -> Result<Live> {
+        let zones = config
+            .product_specs()?
+            .into_iter()
+            .map(|(name, spec)| (name, spec.terms.time_zone))
+            .collect();
+        let store = Store::new(
+            chainflow_sink::server::client(&config.clickhouse),
+            &config.clickhouse.database,
+        );
+        Ok(Live::new(
+            &config.serve,
+            &config.kafka,
+            codec(config)?,
+            store,
+            zones,
             http::routes(self.health.clone())?,
         ))
     }

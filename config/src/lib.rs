@@ -5,7 +5,7 @@
 //!
 //! The configuration is a set of typed sections: the connections every stage shares
 //! (`[kafka]`, `[registry]`, `[clickhouse]`), one section per stage (`[feed]`, `[enrich]`,
-//! `[sink]`), the process as a whole (`[pipeline]`, `[observability]`) and the products.
+//! `[sink]`, `[serve]`), the process as a whole (`[pipeline]`, `[observability]`) and the products.
 //! Each stage is built from its own section and the shared ones, never from the whole.
 
 mod connections;
@@ -20,7 +20,7 @@ pub use secret::{is_secret_field, is_secret_property, Properties, Secret};
 pub use sources::ConfigError;
 pub use stages::{
     default_metrics_port, EnrichConfig, FeedConfig, LogFormat, ObservabilityConfig, OtelConfig, PipelineConfig,
-    RetryConfig, SinkConfig, SINK_STREAMS,
+    RetryConfig, ServeConfig, SinkConfig, SINK_STREAMS,
 };
 
 use chainflow_analytics::ProductTerms;
@@ -44,6 +44,8 @@ pub struct Config {
     pub enrich: EnrichConfig,
     /// The sink stage.
     pub sink: SinkConfig,
+    /// The live view.
+    pub serve: ServeConfig,
     /// How the stages of one process run together.
     pub pipeline: PipelineConfig,
     /// Logs and metrics.
@@ -101,6 +103,7 @@ impl Config {
         self.feed.validate()?;
         self.enrich.validate()?;
         self.sink.validate()?;
+        self.serve.validate()?;
         self.pipeline.validate()?;
         self.otel.validate()?;
         if self.products.is_empty() {
@@ -185,6 +188,41 @@ mod tests {
         assert_eq!(c.products.len(), 8);
         assert_eq!(c.products["NIFTY"].rate, 0.07);
         assert_eq!(c.products["NIFTY"].strike_step, 50.0);
+    }
+
+    #[test]
+    fn the_live_views_settings_are_checked_and_its_token_never_shown() {
+        let c = load("[serve]\ntoken = 12345678\n", &[], &["serve.max_clients=5"]).unwrap();
+        assert_eq!(c.serve.token.expose(), "12345678", "a token is its text");
+        assert_eq!(c.serve.max_clients, 5);
+        assert_eq!(c.serve.listen, "127.0.0.1:8090", "loopback by default");
+        assert!(!c.to_redacted_toml().contains("12345678"));
+        assert!(!format!("{c:?}").contains("12345678"));
+        let env = load("", &[("CHAINFLOW_SERVE__TOKEN", "true")], &[]).unwrap();
+        assert_eq!(
+            env.serve.token.expose(),
+            "true",
+            "a token from the environment stays text"
+        );
+        for (toml, field) in [
+            ("[serve]\nlisten = \"8090\"\n", "serve.listen"),
+            ("[serve]\nmax_subscriptions = 0\n", "serve.max_subscriptions"),
+            (
+                "[serve]\nallowed_origins = [\"desk.example.com\"]\n",
+                "serve.allowed_origins",
+            ),
+            (
+                "[serve]\nallowed_origins = [\"https://desk.example.com/app\"]\n",
+                "serve.allowed_origins",
+            ),
+        ] {
+            let e = load(toml, &[], &[]).unwrap_err().to_string();
+            assert!(e.contains(field), "{toml}: {e}");
+        }
+        let e = load("[serve]\ntoken = \"hunter2\"\nlisten = \"nowhere\"\n", &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("serve.listen") && !e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -113,10 +113,11 @@ pub fn is_secret_property(name: &str) -> bool {
 }
 
 /// True for the configuration fields that hold credentials (`clickhouse.password`,
-/// `registry.password`, librdkafka credential properties): values given for them in the
+/// `registry.password`, `serve.token`, librdkafka credential properties): values given for them in the
 /// environment or with `--set` are kept as text, never read as numbers or booleans.
 pub fn is_secret_field(name: &str) -> bool {
-    is_secret_property(name) || name.to_ascii_lowercase().ends_with("passphrase")
+    let n = name.to_ascii_lowercase();
+    is_secret_property(&n) || n.ends_with("passphrase") || n == "token" || n.ends_with("_token")
 }
 
 /// One librdkafka property value: credentials are [`Secret`]s from load to use.

@@ -1,6 +1,7 @@
 //! One section per stage, read only by that stage, and the sections of the process as a
 //! whole (`[pipeline]`, `[observability]`).
 
+use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 
 /// `chainflow feed` (`[feed]`).
@@ -11,6 +12,36 @@ pub struct FeedConfig {
     pub rate: f64,
     /// Seed of the simulator, for reproducible runs.
     pub seed: u64,
+}
+
+/// `chainflow serve` (`[serve]`): the live view, a WebSocket gateway over the topics and
+/// the page that shows it (docs/live.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Address of the page, the WebSocket, the API and /metrics, /healthz, /readyz.
+    /// Loopback by default: serve elsewhere behind a proxy, with `token` set.
+    pub listen: String,
+    /// WebSocket clients at once, at most; the next one is refused (503).
+    pub max_clients: usize,
+    /// Channels one client may subscribe to, at most.
+    pub max_subscriptions: usize,
+    /// Origins (`https://host:port`) whose pages may open the WebSocket, besides the
+    /// gateway's own; a browser from any other is refused (403). Clients that send no
+    /// `Origin` (not browsers) are not affected.
+    pub allowed_origins: Vec<String>,
+    /// When set, `/ws` and `/api/*` require it (`Authorization: Bearer TOKEN` or
+    /// `?token=TOKEN`); the page passes on the `token` of its own address.
+    pub token: Secret,
+    /// At start, the topics are read from this long ago, so that records ClickHouse did
+    /// not have yet when the channels were seeded are not missed, ms.
+    pub rewind_ms: u64,
+    /// Channels are seeded from ClickHouse with chains and ticks of the last this many hours.
+    pub seed_hours: u64,
+    /// How often the current candles are read from ClickHouse, ms.
+    pub candles_ms: u64,
+    /// A client that has taken no message for this long is disconnected, ms.
+    pub send_timeout_ms: u64,
 }
 
 /// How a stage retries transient failures (`[enrich.retry]`, `[sink.retry]`).
@@ -145,6 +176,22 @@ impl Default for SinkConfig {
             insert_timeout_ms: 30_000,
             retry: RetryConfig::default(),
             stall_after_ms: 60_000,
+        }
+    }
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8090".into(),
+            max_clients: 1000,
+            max_subscriptions: 64,
+            allowed_origins: Vec::new(),
+            token: Secret::default(),
+            rewind_ms: 10_000,
+            seed_hours: 24,
+            candles_ms: 1000,
+            send_timeout_ms: 10_000,
         }
     }
 }
@@ -312,6 +359,32 @@ impl SinkConfig {
             ));
         }
         self.retry.validate("sink")
+    }
+}
+
+impl ServeConfig {
+    /// Checks every field; the error names it (never the token).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "serve.listen: expected an address and port (127.0.0.1:8090), got {:?}",
+                self.listen
+            ));
+        }
+        at_least_one("serve.max_clients", self.max_clients as u64)?;
+        at_least_one("serve.max_subscriptions", self.max_subscriptions as u64)?;
+        at_least_one("serve.seed_hours", self.seed_hours)?;
+        at_least_one("serve.candles_ms", self.candles_ms)?;
+        at_least_one("serve.send_timeout_ms", self.send_timeout_ms)?;
+        if let Some(o) = self.allowed_origins.iter().find(|o| {
+            !(o.starts_with("http://") || o.starts_with("https://"))
+                || o.trim_end_matches('/').matches('/').count() != 2
+        }) {
+            return Err(format!(
+                "serve.allowed_origins: expected origins as browsers send them (https://host[:port]), got {o:?}"
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -150,6 +150,16 @@ fn position(bound: &Bound, partition: i32, low: i64, high: i64, times: &HashMap<
 /// A consumer for the tools: no group membership, nothing committed, every record read
 /// (`read_uncommitted`, as `kafka-console-consumer` does by default).
 pub fn tool_consumer(kafka: &KafkaConfig) -> Result<Arc<StreamConsumer>> {
+    groupless(kafka, "read_uncommitted")
+}
+
+/// A consumer that follows topics for a live view (`chainflow serve`): no group
+/// membership, nothing committed, only committed transactions read.
+pub fn follower(kafka: &KafkaConfig) -> Result<Arc<StreamConsumer>> {
+    groupless(kafka, "read_committed")
+}
+
+fn groupless(kafka: &KafkaConfig, isolation: &str) -> Result<Arc<StreamConsumer>> {
     let consumer: StreamConsumer = base(
         kafka,
         &[
@@ -159,6 +169,7 @@ pub fn tool_consumer(kafka: &KafkaConfig) -> Result<Arc<StreamConsumer>> {
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
             ("enable.partition.eof", "false"),
+            ("isolation.level", isolation),
         ],
     )
     .create()

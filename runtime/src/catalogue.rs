@@ -36,6 +36,11 @@ const DURATION: &[f64] = &[
 const LATENCY: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
+/// Seconds from a record's production to a live viewer: milliseconds to seconds, finest
+/// under the live view's target of 250 ms.
+const LIVE: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 /// Rows in a batch: one to half a million.
 const ROWS: &[f64] = &[
     1.0, 10.0, 100.0, 1_000.0, 5_000.0, 10_000.0, 50_000.0, 100_000.0, 500_000.0,
@@ -228,6 +233,61 @@ pub const METRICS: &[Metric] = &[
         kind: Kind::Counter,
         labels: "",
         help: "Requests refused for missing or wrong credentials.",
+    },
+    // the live view
+    Metric {
+        name: "chainflow_live_clients",
+        kind: Kind::Gauge,
+        labels: "",
+        help: "WebSocket clients connected to the live view.",
+    },
+    Metric {
+        name: "chainflow_live_subscriptions",
+        kind: Kind::Gauge,
+        labels: "",
+        help: "Channel subscriptions of the connected clients.",
+    },
+    Metric {
+        name: "chainflow_live_channels",
+        kind: Kind::Gauge,
+        labels: "",
+        help: "Channels the live view holds a state for.",
+    },
+    Metric {
+        name: "chainflow_live_messages_total",
+        kind: Kind::Counter,
+        labels: "kind",
+        help: "Messages sent to WebSocket clients, by kind (snapshot, update).",
+    },
+    Metric {
+        name: "chainflow_live_conflated_total",
+        kind: Kind::Counter,
+        labels: "",
+        help: "Updates a client never got because a newer state of the channel replaced them while it was slow (conflation).",
+    },
+    Metric {
+        name: "chainflow_live_refused_total",
+        kind: Kind::Counter,
+        labels: "reason",
+        help: "Connections, subscriptions and requests the live view refused, by reason (clients, subscriptions, channel, origin, token, slow).",
+    },
+    Metric {
+        name: "chainflow_live_skipped_total",
+        kind: Kind::Counter,
+        labels: "topic, reason",
+        help: "Records the live view read but could not show (undecodable), by topic and reason.",
+    },
+    Metric {
+        name: "chainflow_live_query_errors_total",
+        kind: Kind::Counter,
+        labels: "query",
+        help: "ClickHouse queries of the live view that failed (seed, candles, history).",
+    },
+    Metric {
+        name: "chainflow_live_latency_seconds",
+        kind: Kind::Histogram(LIVE),
+        labels: "at",
+        help: "Seconds from a record's production by the feed (header chainflow.produced_at_us) to its update being written to a client's socket (at=sent, the gateway's clock) or shown by the page (at=browser, reported by the page, its clock).",
     },
 ];
 

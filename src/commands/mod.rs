@@ -40,6 +40,7 @@ pub async fn dispatch(command: Command, config: Config) -> Result<()> {
         Command::Sink(args) => services::sink(&config, &args).await,
         Command::Prune(args) => infra::prune(&config, &args).await,
         Command::Run(args) => run::run(&config, &args).await,
+        Command::Serve => services::serve(&config).await,
         Command::Replay(args) => tools::replay(&config, &args).await,
         Command::Tail(args) => tools::tail(&config, &args).await,
         Command::Groups(cmd) => tools::groups(&config, &cmd).await,

@@ -59,3 +59,11 @@ pub async fn registry(config: &Config) -> Result<()> {
     process.spawn(registry, Role::Worker);
     process.run().await
 }
+
+/// Serves the live view, with /metrics, /healthz and /readyz on its own port.
+pub async fn serve(config: &Config) -> Result<()> {
+    let mut process = Process::without_endpoint(config);
+    let live = process.live(config)?;
+    process.spawn(live, Role::Worker);
+    process.run().await
+}

@@ -128,6 +128,11 @@ impl Proc {
         self.child.id()
     }
 
+    /// True while it has not exited.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Its peak resident memory so far (VmHWM), bytes.
     pub fn peak_rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
