@@ -5,7 +5,7 @@
 //! end. A start is inclusive and an end exclusive, so adjacent ranges never overlap.
 
 use crate::blocking;
-use crate::client::{base, FETCH_QUEUE_BACKOFF_MS};
+use crate::client::{base, FETCH_QUEUE_BACKOFF_MS, FETCH_WAIT_MAX_MS};
 use anyhow::{anyhow, bail, Context, Result};
 use chainflow_config::KafkaConfig;
 use chrono::{DateTime, Utc};
@@ -150,30 +150,33 @@ fn position(bound: &Bound, partition: i32, low: i64, high: i64, times: &HashMap<
 /// A consumer for the tools: no group membership, nothing committed, every record read
 /// (`read_uncommitted`, as `kafka-console-consumer` does by default).
 pub fn tool_consumer(kafka: &KafkaConfig) -> Result<Arc<StreamConsumer>> {
-    groupless(kafka, "read_uncommitted")
+    groupless(kafka, &[("isolation.level", "read_uncommitted")])
 }
 
 /// A consumer that follows topics for a live view (`chainflow serve`): no group
-/// membership, nothing committed, only committed transactions read.
+/// membership, nothing committed, only committed transactions read. A fetch waits at most
+/// 50 ms for records (`fetch.wait.max.ms`, 500 by default): brokers that answer a waiting
+/// fetch only when its time is up, as nisshi does, would otherwise hold a record that
+/// arrives meanwhile for up to half a second (docs/benchmarks.md, "Live view").
 pub fn follower(kafka: &KafkaConfig) -> Result<Arc<StreamConsumer>> {
-    groupless(kafka, "read_committed")
+    groupless(
+        kafka,
+        &[("isolation.level", "read_committed"), ("fetch.wait.max.ms", "50")],
+    )
 }
 
-fn groupless(kafka: &KafkaConfig, isolation: &str) -> Result<Arc<StreamConsumer>> {
-    let consumer: StreamConsumer = base(
-        kafka,
-        &[
-            FETCH_QUEUE_BACKOFF_MS,
-            ("group.id", "chainflow-tools"),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-            ("enable.partition.eof", "false"),
-            ("isolation.level", isolation),
-        ],
-    )
-    .create()
-    .context("creating a Kafka consumer")?;
+fn groupless(kafka: &KafkaConfig, settings: &[(&str, &str)]) -> Result<Arc<StreamConsumer>> {
+    let mut defaults = vec![
+        FETCH_QUEUE_BACKOFF_MS,
+        FETCH_WAIT_MAX_MS,
+        ("group.id", "chainflow-tools"),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("auto.offset.reset", "earliest"),
+        ("enable.partition.eof", "false"),
+    ];
+    defaults.extend_from_slice(settings);
+    let consumer: StreamConsumer = base(kafka, &defaults).create().context("creating a Kafka consumer")?;
     Ok(Arc::new(consumer))
 }
 

@@ -17,7 +17,7 @@ const state = (window.chainflowState = {
   metrics: null,
   underlying: null,
   session: null,
-  latency: { last_ms: null, p50_ms: null, p99_ms: null, samples: 0 },
+  latency: { last_ms: null, p50_ms: null, p99_ms: null, samples: 0, recent_ms: [] },
   errors: [],
 });
 
@@ -99,11 +99,11 @@ function noteLatency(producedUs) {
   if (producedUs === null || producedUs === undefined) return;
   const ms = Date.now() - producedUs / 1000;
   latencies.push(ms);
-  if (latencies.length > 200) latencies.shift();
+  if (latencies.length > 1000) latencies.shift();
   unreported.push(Math.round(ms * 10) / 10);
   const sorted = [...latencies].sort((a, b) => a - b);
   const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-  state.latency = { last_ms: ms, p50_ms: at(0.5), p99_ms: at(0.99), samples: sorted.length };
+  state.latency = { last_ms: ms, p50_ms: at(0.5), p99_ms: at(0.99), samples: sorted.length, recent_ms: latencies };
   $("latency").textContent = `latency ${ms.toFixed(0)} ms (p50 ${at(0.5).toFixed(0)}, p99 ${at(0.99).toFixed(0)})`;
 }
 

@@ -28,6 +28,11 @@ use tokio_stream::{StreamExt, StreamMap};
 const MAX_REPORTED: usize = 100;
 /// A reported latency above this is not a latency (a clock off by minutes), ms.
 const MAX_LATENCY_MS: f64 = 600_000.0;
+/// The largest message a client may send (subscriptions, latency reports).
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// A client's read buffer: its messages are small (tungstenite's default is 128 KiB a
+/// connection, which made a thousand clients cost 250 MB).
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// How long a question to ClickHouse from the API may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -205,6 +210,12 @@ async fn ws(
             "the live view serves as many clients as it may (serve.max_clients); try again later",
         );
     };
+    // each message is written and flushed as it is sent: no write buffer to fill first
+    let upgrade = upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(MAX_REQUEST_BYTES)
+        .max_frame_size(MAX_REQUEST_BYTES);
     upgrade.on_upgrade(move |socket| async move {
         Client::new(gw).run(socket).await;
         drop(slot);
