@@ -529,7 +529,10 @@ mod tests {
         };
         let gw = gateway(&section);
         let host = (header::HOST, "127.0.0.1:8090");
-        assert!(gw.origin_allowed(&headers(&[host.clone()])), "no Origin: not a browser");
+        assert!(
+            gw.origin_allowed(&headers(std::slice::from_ref(&host))),
+            "no Origin: not a browser"
+        );
         assert!(gw.origin_allowed(&headers(&[host.clone(), (header::ORIGIN, "http://127.0.0.1:8090")])));
         assert!(gw.origin_allowed(&headers(&[host.clone(), (header::ORIGIN, "https://desk.example.com")])));
         assert!(!gw.origin_allowed(&headers(&[host.clone(), (header::ORIGIN, "http://evil.example")])));
