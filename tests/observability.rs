@@ -61,7 +61,7 @@ async fn every_documented_metric_is_served_and_the_counts_balance() {
     let cfg = stack();
     let run = Isolated::new("metrics", "MET", &default_products().remove("NIFTY").unwrap()).await;
     let names = &run.names;
-    let ports: BTreeMap<&str, u16> = ["feed", "enrich", "sink", "registry"]
+    let ports: BTreeMap<&str, u16> = ["feed", "enrich", "sink", "registry", "serve"]
         .into_iter()
         .map(|c| (c, free_port()))
         .collect();
@@ -85,7 +85,12 @@ async fn every_documented_metric_is_served_and_the_counts_balance() {
             std::env::temp_dir().join(format!("chainflow-metrics-{}", names.tag())),
         )
         .spawn();
-    for c in ["enrich", "sink", "registry"] {
+    // the live view serves its metrics beside the page
+    let serve = run
+        .chainflow(&["serve"])
+        .env("CHAINFLOW_SERVE__LISTEN", format!("127.0.0.1:{}", ports["serve"]))
+        .spawn();
+    for c in ["enrich", "sink", "registry", "serve"] {
         wait_http(&format!("http://127.0.0.1:{}/readyz", ports[c]), 90).await;
     }
     reqwest::get(format!("http://{registry_listen}/subjects"))
@@ -158,9 +163,10 @@ async fn every_documented_metric_is_served_and_the_counts_balance() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     let registry_scrape = Scrape::of(ports["registry"]).await;
+    let serve_scrape = Scrape::of(ports["serve"]).await;
 
     // every documented metric, with its HELP, from the component that serves it
-    let served: BTreeSet<&String> = [&during, &enriched, &stored, &registry_scrape]
+    let served: BTreeSet<&String> = [&during, &enriched, &stored, &registry_scrape, &serve_scrape]
         .iter()
         .flat_map(|s| s.helped.iter())
         .collect();
@@ -225,7 +231,7 @@ async fn every_documented_metric_is_served_and_the_counts_balance() {
     );
     assert!(registry_scrape.sum("chainflow_registry_requests_total", &["status=\"200\""]) >= 1.0);
 
-    for p in [enrich, sink, registry] {
+    for p in [enrich, sink, registry, serve] {
         let ended = p.terminate(Duration::from_secs(60));
         assert!(ended.status.success(), "{}", ended.stderr);
     }

@@ -79,6 +79,7 @@ impl Stage for Live {
     }
 
     async fn run(self, ctx: StageContext) -> Result<()> {
+        announce_metrics();
         let listener = http::bind(&self.section.listen).await?;
         if !listener.local_addr().is_ok_and(|a| a.ip().is_loopback()) && self.section.token.is_empty() {
             tracing::warn!(
@@ -169,6 +170,34 @@ impl Stage for Live {
         tasks.shutdown().await;
         served.await.context("the live view's HTTP server")??;
         outcome.context("following the topics")
+    }
+}
+
+/// Every live metric from 0, so that each is served (with its `# HELP`) before anything
+/// happened to it: a dashboard or an alert finds a series, not a gap.
+fn announce_metrics() {
+    for g in [
+        "chainflow_live_clients",
+        "chainflow_live_subscriptions",
+        "chainflow_live_channels",
+    ] {
+        metrics::gauge!(g).set(0.0);
+    }
+    for kind in ["snapshot", "update"] {
+        metrics::counter!("chainflow_live_messages_total", "kind" => kind).increment(0);
+    }
+    metrics::counter!("chainflow_live_conflated_total").increment(0);
+    for reason in ["clients", "subscriptions", "channel", "origin", "token", "slow"] {
+        metrics::counter!("chainflow_live_refused_total", "reason" => reason).increment(0);
+    }
+    for topic in [ENRICHED_CHAIN, UNDERLYING] {
+        metrics::counter!("chainflow_live_skipped_total", "topic" => topic, "reason" => "undecodable").increment(0);
+    }
+    for query in ["seed", "candles", "session"] {
+        metrics::counter!("chainflow_live_query_errors_total", "query" => query).increment(0);
+    }
+    for at in ["sent", "browser"] {
+        let _ = metrics::histogram!("chainflow_live_latency_seconds", "at" => at);
     }
 }
 
