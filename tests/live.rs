@@ -207,7 +207,7 @@ async fn slow_clients_get_the_newest_chain_not_a_queue_and_memory_stays_bounded(
         slow.push(ws);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_before = rss(gateway.pid());
+    let rss_before = gateway.rss();
     let more_from = now_rfc3339();
     feed(&run, CHAINS, 0);
     assert_eq!(enriched(&run, &more_from, None).len(), CHAINS);
@@ -257,16 +257,6 @@ async fn slow_clients_get_the_newest_chain_not_a_queue_and_memory_stays_bounded(
         grew >> 20
     );
     gateway.terminate(Duration::from_secs(30));
-}
-
-/// The resident memory of `pid` now, bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// A DevTools-protocol client: commands by id, events ignored.

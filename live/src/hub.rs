@@ -48,11 +48,15 @@ impl Hub {
             .entry(channel.clone())
             .or_insert_with(|| watch::channel(None).0);
         let mut data = Some(data);
+        let mut first = false;
         let published = tx.send_if_modified(|current| {
             let version = match current {
                 Some(c) if order.is_some() && c.order >= order => return false,
                 Some(c) => c.version + 1,
-                None => 1,
+                None => {
+                    first = true;
+                    1
+                }
             };
             *current = Some(Arc::new(State {
                 version,
@@ -62,7 +66,10 @@ impl Hub {
             }));
             true
         });
-        metrics::gauge!("chainflow_live_channels").set(live(&channels) as f64);
+        if first {
+            // only a channel's first state changes how many have one
+            metrics::gauge!("chainflow_live_channels").set(live(&channels) as f64);
+        }
         published
     }
 

@@ -135,10 +135,20 @@ impl Proc {
 
     /// Its peak resident memory so far (VmHWM), bytes.
     pub fn peak_rss(&self) -> u64 {
+        self.memory("VmHWM")
+    }
+
+    /// Its resident memory now (VmRSS), bytes.
+    pub fn rss(&self) -> u64 {
+        self.memory("VmRSS")
+    }
+
+    /// A memory field of its `/proc/PID/status` (kB there), bytes; 0 once it has exited.
+    fn memory(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024)
     }
