@@ -2,17 +2,13 @@
 # Installs everything the local stack and the build need, on a fresh Debian machine.
 # Idempotent: every step checks before it installs, so a second run takes seconds.
 set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# The local stack's broker (docs/brokers.md says why nisshi): CHAINFLOW_STACK_BROKER=tansu
-# installs its predecessor instead.
-BROKER="${CHAINFLOW_STACK_BROKER:-nisshi}"
-TANSU_VERSION="0.6.0"
-NISSHI_VERSION="0.8.1"
 APT_PACKAGES=(
   # librdkafka built by the rdkafka crate (cmake-build) and its codecs/security
   cmake libcurl4-openssl-dev libsasl2-dev libssl-dev libzstd-dev zlib1g-dev pkg-config
-  # the local stack
-  clickhouse-server clickhouse-client prometheus
+  # the local stack: Apache Kafka runs on the JVM, its jars fetched by Maven (below)
+  openjdk-17-jre-headless maven clickhouse-server clickhouse-client prometheus
   # validation of docker-compose.kafka.yml
   docker-compose
   # port checks in ops/stack.sh
@@ -43,33 +39,28 @@ else
   log "apt packages: already installed"
 fi
 
-CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
-case "$BROKER" in
-  nisshi)
-    if [ -x "$CARGO_BIN/nisshi" ] && "$CARGO_BIN/nisshi" --version 2>/dev/null | grep -q "$NISSHI_VERSION"; then
-      log "nisshi $NISSHI_VERSION: already installed"
-    else
-      log "nisshi $NISSHI_VERSION: building (about 11 minutes on 2 cores)"
-      # it declares a newer rustc than the machines' 1.95, and builds with it
-      cargo install --locked --ignore-rust-version nisshi --version "$NISSHI_VERSION" \
-        --no-default-features --features libsql,dynostore
-    fi
-    ;;
-  tansu)
-    if [ -x "$CARGO_BIN/tansu" ] && "$CARGO_BIN/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-      log "tansu $TANSU_VERSION: already installed"
-    else
-      log "tansu $TANSU_VERSION: building (about 10 minutes on 2 cores)"
-      cargo install --locked tansu --version "$TANSU_VERSION" --features libsql
-    fi
-    ;;
-  *) echo "CHAINFLOW_STACK_BROKER: nisshi or tansu, got $BROKER" >&2; exit 2 ;;
-esac
+# The local stack's broker: Apache Kafka, the version pinned in ops/kafka/pom.xml, its
+# runtime jars copied from Maven Central into a cache shared by every checkout
+# (ops/stack.sh runs it from there; docs/brokers.md).
+# shellcheck source=ops/lib/kafka.sh
+. "$ROOT/ops/lib/kafka.sh"
+if [ -f "$KAFKA_LIBS/.complete" ]; then
+  log "apache kafka $KAFKA_VERSION: already installed ($KAFKA_LIBS)"
+else
+  log "apache kafka $KAFKA_VERSION: fetching its jars from Maven Central into $KAFKA_LIBS"
+  partial="$KAFKA_LIBS.partial"
+  rm -rf "$partial"
+  mvn -B -q -Dstyle.color=never -f "$ROOT/ops/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$partial"
+  rm -rf "$KAFKA_LIBS"
+  mv "$partial" "$KAFKA_LIBS"
+  touch "$KAFKA_LIBS/.complete"
+fi
 
-# Test tools: Confluent's Schema Registry client (an independent client for the registry),
-# fastavro (Avro for the Python consumer example), chdb (an in-process current ClickHouse,
-# to check the shipped SQL), vollib (the option maths of ops/bench.sh's Python baseline) and
-# websockets (the clients of ops/bench-live.sh).
+# Test tools: Confluent's Python client (an independent client for the registry, and the
+# Kafka admin calls the tests need: ACLs), fastavro (Avro for the Python consumer example),
+# chdb (an in-process current ClickHouse, to check the shipped SQL), vollib (the option
+# maths of ops/bench.sh's Python baseline) and websockets (the clients of ops/bench-live.sh).
 if python3 -c 'import confluent_kafka, authlib, httpx, cachetools, attrs, fastavro, chdb, vollib, websockets' >/dev/null 2>&1; then
   log "python test tools: already installed"
 else

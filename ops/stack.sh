@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The local stack, on loopback only, with its data under .stack/ (git-ignored):
-#   a Kafka-API broker with SQLite storage (CHAINFLOW_STACK_BROKER: nisshi, or tansu, its
-#   predecessor; docs/brokers.md) · ClickHouse (Debian's server, the project's config) · chainflow registry
-#   (Schema Registry) · Prometheus.
+#   Apache Kafka (one KRaft node, broker and controller, from the jars ops/install.sh
+#   fetched; docs/brokers.md) · ClickHouse (Debian's server, the project's config) ·
+#   chainflow registry (Schema Registry) · Prometheus.
 # Usage: ops/stack.sh up | down | status | env
 # Ports (defaults are the conventional ones): CHAINFLOW_STACK_KAFKA_PORT=9092,
-# CHAINFLOW_STACK_CLICKHOUSE_HTTP_PORT=8123, CHAINFLOW_STACK_CLICKHOUSE_TCP_PORT=9000,
-# CHAINFLOW_STACK_REGISTRY_PORT=8081, CHAINFLOW_STACK_PROMETHEUS_PORT=9090.
+# CHAINFLOW_STACK_KAFKA_CONTROLLER_PORT=9093, CHAINFLOW_STACK_CLICKHOUSE_HTTP_PORT=8123,
+# CHAINFLOW_STACK_CLICKHOUSE_TCP_PORT=9000, CHAINFLOW_STACK_REGISTRY_PORT=8081,
+# CHAINFLOW_STACK_PROMETHEUS_PORT=9090. The broker's heap: CHAINFLOW_STACK_KAFKA_HEAP
+# (512m).
 # `up` is idempotent: what already runs is kept; a port held by another program is an error.
 # `down` stops only what `up` started (by pid file).
 set -euo pipefail
@@ -14,14 +16,15 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STACK="${CHAINFLOW_STACK_DIR:-$ROOT/.stack}"
 KAFKA_PORT="${CHAINFLOW_STACK_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${CHAINFLOW_STACK_KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_HEAP="${CHAINFLOW_STACK_KAFKA_HEAP:-512m}"
 CH_HTTP_PORT="${CHAINFLOW_STACK_CLICKHOUSE_HTTP_PORT:-8123}"
 CH_TCP_PORT="${CHAINFLOW_STACK_CLICKHOUSE_TCP_PORT:-9000}"
 REGISTRY_PORT="${CHAINFLOW_STACK_REGISTRY_PORT:-8081}"
 PROMETHEUS_PORT="${CHAINFLOW_STACK_PROMETHEUS_PORT:-9090}"
 CHAINFLOW_BIN="${CHAINFLOW_BIN:-$ROOT/target/debug/chainflow}"
-BROKER="${CHAINFLOW_STACK_BROKER:-nisshi}"
-case "$BROKER" in tansu | nisshi) ;; *) echo "CHAINFLOW_STACK_BROKER: tansu or nisshi, got $BROKER" >&2; exit 2 ;; esac
-BROKER_BIN="${CARGO_HOME:-$HOME/.cargo}/bin/$BROKER"
+# shellcheck source=ops/lib/kafka.sh
+. "$ROOT/ops/lib/kafka.sh"
 
 log() { printf '[stack] %s\n' "$*"; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -83,18 +86,46 @@ clickhouse_probe="curl -sf http://127.0.0.1:$CH_HTTP_PORT/ping"
 registry_probe="curl -sf http://127.0.0.1:$REGISTRY_PORT/subjects"
 prometheus_probe="curl -sf http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
 
+# The broker's settings: ops/kafka/server.properties with this stack's node, ports and
+# directory filled in.
+kafka_config() {
+  local dir="$1"
+  sed -e "s#@NODE_ID@#1#g" -e "s#@VOTERS@#1@127.0.0.1:$KAFKA_CONTROLLER_PORT#g" \
+    -e "s#@PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$KAFKA_CONTROLLER_PORT#g" \
+    -e "s#@DATA@#$dir/data#g" -e "s#@REPLICATION@#1#g" -e "s#@MIN_ISR@#1#g" \
+    "$ROOT/ops/kafka/server.properties" >"$dir/server.properties"
+}
+
+# Sets KAFKA_CMD to the command that runs Kafka's class $1 (then "$@") with the cached jars,
+# the stack's logging and the heap $KAFKA_HEAP, with the options Kafka's own scripts give.
+kafka_command() {
+  local main="$1"; shift
+  KAFKA_CMD=(java "-Xms$KAFKA_HEAP" "-Xmx$KAFKA_HEAP" -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true
+    "-Dlog4j2.configurationFile=$ROOT/ops/kafka/log4j2.yaml" "-Dkafka.logs.dir=$STACK/logs"
+    -cp "$KAFKA_LIBS/*" "$main" "$@")
+}
+
 start_kafka() {
   if running broker; then log "broker: running (pid $(pid_of broker))"; return; fi
+  [ -f "$KAFKA_LIBS/.complete" ] || die "Apache Kafka $KAFKA_VERSION is not installed in $KAFKA_LIBS (run ops/install.sh)"
   claim_port broker "$KAFKA_PORT"
-  local extra=()
-  # a new consumer group's first rebalance at once, as Kafka development setups configure it
-  [ "$BROKER" = nisshi ] && extra=(--group-initial-rebalance-delay 0s)
-  launch broker "$STACK/$BROKER" "$BROKER_BIN" broker \
-    --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-    --storage-engine "sqlite://$BROKER.db" "${extra[@]}"
-  wait_for broker "$kafka_probe" 60
-  log "broker: $BROKER started on 127.0.0.1:$KAFKA_PORT (sqlite storage in $STACK/$BROKER)"
+  claim_port "broker (controller)" "$KAFKA_CONTROLLER_PORT"
+  local dir="$STACK/kafka" cluster_id
+  mkdir -p "$dir/data" "$STACK/logs"
+  kafka_config "$dir"
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    # a new log: a cluster id of its own, formatted once (static voters: no --standalone)
+    kafka_command kafka.tools.StorageTool random-uuid
+    cluster_id="$("${KAFKA_CMD[@]}" 2>>"$STACK/logs/broker.log")"
+    kafka_command kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties"
+    "${KAFKA_CMD[@]}" >>"$STACK/logs/broker.log" 2>&1 || die "formatting the broker's log failed; its log: $STACK/logs/broker.log"
+  fi
+  kafka_command kafka.Kafka "$dir/server.properties"
+  launch broker "$dir" "${KAFKA_CMD[@]}"
+  # the port opens once the node has joined its quorum and is admitted as a broker
+  wait_for broker "$kafka_probe" 90
+  log "broker: Apache Kafka $KAFKA_VERSION started on 127.0.0.1:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT, heap $KAFKA_HEAP, log in $dir/data)"
 }
 
 start_clickhouse() {
@@ -174,7 +205,7 @@ stop_one() {
 }
 
 down() {
-  for name in prometheus registry clickhouse broker tansu; do stop_one "$name"; done  # tansu: stacks started before the broker became selectable
+  for name in prometheus registry clickhouse broker; do stop_one "$name"; done
 }
 
 status() {

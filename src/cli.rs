@@ -251,6 +251,10 @@ pub struct TailArgs {
     /// "headers"}.
     #[arg(long)]
     pub with_meta: bool,
+    /// Also print records of open and aborted transactions (read_uncommitted); by default
+    /// only what read_committed consumers see.
+    #[arg(long)]
+    pub read_uncommitted: bool,
 }
 
 /// `chainflow groups`.

@@ -258,7 +258,7 @@ fn cookbook() -> BTreeMap<String, String> {
 async fn read_back<R: Record>(topic: &str, from: &[i64], product: &str, of: impl Fn(&R) -> &str) -> Vec<R> {
     let cfg = stack();
     let codec = Codec::new(registry_settings(&cfg.registry).unwrap());
-    let reader = tool_consumer(&cfg.kafka).unwrap();
+    let reader = tool_consumer(&cfg.kafka, chainflow_kafka::Isolation::ReadCommitted).unwrap();
     let offsets = from.iter().enumerate().map(|(p, o)| (p as i32, *o)).collect();
     let spans = resolve(&reader, topic, &[], &Bound::Offsets(offsets), &Bound::Latest)
         .await

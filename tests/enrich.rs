@@ -1,8 +1,8 @@
-//! The enricher on the local stack: the default configuration works on a broker without
-//! transactions, and asking for them there stops it with exit code 2 naming the setting;
+//! The enricher on the local stack: the default configuration works in a plain shell;
 //! every kind of bad input is answered record by record while the good chains behind it
 //! flow (and a registry that is away is waited out, never dead-lettered); two enrichers
-//! in one group share the work. Needs the local stack (ops/stack.sh up).
+//! in one group share the work, under both group protocols. Transactions are
+//! tests/transactions.rs's. Needs the local stack (ops/stack.sh up).
 
 mod common;
 
@@ -76,26 +76,6 @@ async fn run_works_in_a_plain_shell() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("200 chains produced, enriched and stored"), "{stdout}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn transactions_on_a_broker_without_them_exit_2_naming_the_setting() {
-    let names = Names::new("transactions");
-    let ended = chainflow(&["enrich", "--set", "enrich.transactions=true"])
-        .env("CHAINFLOW_ENRICH__GROUP_ID", names.group("enrich"))
-        .spawn()
-        .wait(Duration::from_secs(60));
-    assert_eq!(ended.status.code(), Some(2), "{}", ended.stderr);
-    let error = ended
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("chainflow: error:"))
-        .unwrap_or_else(|| panic!("{}", ended.stderr));
-    assert!(
-        error.contains("enrich.transactions: the broker at") && error.contains("set enrich.transactions = false"),
-        "{error}"
-    );
-    assert!(ended.took < Duration::from_secs(30), "took {:?}", ended.took);
 }
 
 /// What one record of the poison mix is, and what should become of it.
@@ -381,7 +361,18 @@ async fn a_schema_id_assigned_after_its_record_arrived_is_waited_for() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn two_enrichers_in_one_group_share_the_work_and_neither_is_fenced() {
+async fn two_enrichers_in_one_group_share_the_work_and_neither_is_fenced_classic() {
+    two_enrichers_share_the_work("classic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_enrichers_in_one_group_share_the_work_and_neither_is_fenced_consumer_protocol() {
+    two_enrichers_share_the_work("consumer").await;
+}
+
+/// Two enrichers in one group of `protocol` (`kafka.group_protocol`): each takes a share,
+/// each chain is enriched once, and both stop cleanly.
+async fn two_enrichers_share_the_work(protocol: &str) {
     let cfg = stack();
     let names = Names::new("two");
     let group = names.group("enrich");
@@ -401,6 +392,7 @@ async fn two_enrichers_in_one_group_share_the_work_and_neither_is_fenced() {
         chainflow(&["enrich"])
             .config(&path)
             .env("CHAINFLOW_ENRICH__GROUP_ID", &group)
+            .env("CHAINFLOW_KAFKA__GROUP_PROTOCOL", protocol)
             .env("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", format!("127.0.0.1:{port}"))
             .spawn()
     };

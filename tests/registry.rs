@@ -483,17 +483,28 @@ async fn a_topic_that_would_lose_records_or_has_lost_some_is_refused() {
         ended.took
     );
 
-    // a log whose first records were deleted
-    let reg = TestRegistry::on_topic(names.topic("_schemas_cut"), names.tag());
+    // a log whose first records were deleted (Kafka refuses DeleteRecords on a topic that
+    // is only compacted: this one also has the delete policy, with nothing expiring)
+    let cut_topic = names.topic("_schemas_cut");
+    let topic = NewTopic::new(&cut_topic, 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact,delete")
+        .set("retention.ms", "-1");
+    for r in admin().create_topics([&topic], &AdminOptions::new()).await.unwrap() {
+        r.expect("the topic created");
+    }
+    let reg = TestRegistry::on_topic(cut_topic, names.tag());
     let p = reg.start().await;
     reg.register(&format!("{}-value", names.tag()), V1).await.unwrap();
     drop(p);
     let mut cut = TopicPartitionList::new();
     cut.add_partition_offset(&reg.topic, 0, Offset::Offset(1)).unwrap();
-    admin()
+    let deleted = admin()
         .delete_records(&cut, &AdminOptions::new())
         .await
         .expect("deleting the first record");
+    for e in deleted.elements() {
+        e.error().expect("the broker deleted the first record");
+    }
     let ended = reg.spawn().wait(Duration::from_secs(30));
     assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
     assert!(ended.stderr.contains("begins at offset 1"), "{}", ended.stderr);
@@ -669,4 +680,141 @@ async fn users_roles_tls_limits_and_a_read_only_instance() {
         assert!(!stderr.contains(secret), "a password was logged:\n{stderr}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// How many records `topic` (one partition) holds, read from its first offset to its end.
+async fn records_in(topic: &str) -> usize {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let reader: std::sync::Arc<BaseConsumer> = std::sync::Arc::new(
+        chainflow_kafka::consumer_config(&stack().kafka, "test-registry-compaction")
+            .create()
+            .expect("a consumer"),
+    );
+    let (_, high) = chainflow_kafka::blocking::fetch_watermarks(&reader, topic, 0, Duration::from_secs(10))
+        .await
+        .expect("watermarks");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    reader.assign(&tpl).unwrap();
+    let (mut count, deadline) = (0, Instant::now() + Duration::from_secs(30));
+    while Instant::now() < deadline {
+        match reader.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                count += 1;
+                if rdkafka::Message::offset(&m) + 1 >= high {
+                    break;
+                }
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    count
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_the_log_cleaner_compacts_the_topic_a_restarted_registry_serves_every_id_the_same() {
+    let names = Names::new("registry_compacted");
+    // compacted as `_schemas` is, with segments that roll at once and a cleaner that takes
+    // any dirty segment: Apache Kafka's log cleaner rewrites the log within seconds
+    let compacted = names.topic("_schemas_compacted");
+    let topic = NewTopic::new(&compacted, 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact")
+        .set("retention.ms", "-1")
+        .set("segment.ms", "100")
+        .set("min.cleanable.dirty.ratio", "0.01")
+        .set("delete.retention.ms", "100");
+    for r in admin().create_topics([&topic], &AdminOptions::new()).await.unwrap() {
+        r.expect("the topic created");
+    }
+    let reg = TestRegistry::on_topic(compacted.clone(), names.tag());
+    let first = reg.start().await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let subject = format!("{}-{i}-value", names.tag());
+        let v2 = numbered(i).replace(r"}]}", r#"},{"name":"g","type":["null","long"],"default":null}]}"#);
+        ids.push(reg.register(&subject, &numbered(i)).await.unwrap());
+        ids.push(reg.register(&subject, &v2).await.unwrap());
+    }
+    // records the cleaner may drop: a subject's level set again and again, a version
+    // soft-deleted (its record rewritten), a subject deleted for good (tombstones)
+    let levels = ["BACKWARD", "FORWARD", "FULL", "NONE", "FULL_TRANSITIVE"];
+    let configured = format!("/config/{}-0-value", names.tag());
+    for level in levels.iter().cycle().take(20) {
+        let (code, _) = reg
+            .call(
+                reqwest::Method::PUT,
+                &configured,
+                Some(json!({ "compatibility": level })),
+                None,
+            )
+            .await;
+        assert_eq!(code, 200);
+    }
+    let soft = format!("/subjects/{}-1-value/versions/2", names.tag());
+    assert_eq!(reg.call(reqwest::Method::DELETE, &soft, None, None).await.0, 200);
+    let hard = format!("/subjects/{}-2-value", names.tag());
+    assert_eq!(reg.call(reqwest::Method::DELETE, &hard, None, None).await.0, 200);
+    assert_eq!(
+        reg.call(reqwest::Method::DELETE, &format!("{hard}?permanent=true"), None, None)
+            .await
+            .0,
+        200
+    );
+    let written = records_in(&compacted).await;
+    // later writes roll the segments the cleaner then takes, until it has
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut level = levels.iter().cycle();
+    let kept = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let body = json!({ "compatibility": level.next().unwrap() });
+        reg.call(
+            reqwest::Method::PUT,
+            &format!("/config/{}-3-value", names.tag()),
+            Some(body),
+            None,
+        )
+        .await;
+        let kept = records_in(&compacted).await;
+        if kept < written {
+            break kept;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the log cleaner did not compact {compacted}: {kept} of {written} records"
+        );
+    };
+    let (_, config) = reg.call(reqwest::Method::GET, &configured, None, None).await;
+    let mut served = BTreeMap::new();
+    for id in &ids {
+        served.insert(
+            *id,
+            reg.call(reqwest::Method::GET, &format!("/schemas/ids/{id}"), None, None)
+                .await,
+        );
+    }
+    drop(first);
+    // a new instance replays the compacted log
+    let again = reg.sibling();
+    let _second = again.start().await;
+    for (id, before) in &served {
+        assert_eq!(before.0, 200, "id {id} before the restart: {}", before.1);
+        let after = again
+            .call(reqwest::Method::GET, &format!("/schemas/ids/{id}"), None, None)
+            .await;
+        assert_eq!(
+            &after, before,
+            "id {id} serves something else after the compaction and the restart"
+        );
+    }
+    assert_eq!(
+        again.call(reqwest::Method::GET, &configured, None, None).await.1,
+        config
+    );
+    eprintln!(
+        "compacted {written} records to {kept}; {} ids served alike",
+        served.len()
+    );
+    let _ = std::fs::remove_dir_all(&reg.state_dir);
+    let _ = std::fs::remove_dir_all(&again.state_dir);
 }

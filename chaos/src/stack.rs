@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Ports of the private stack, away from the conventional ones.
-const PORTS: [(&str, u16); 5] = [
+const PORTS: [(&str, u16); 6] = [
     ("CHAINFLOW_STACK_KAFKA_PORT", 29_092),
+    ("CHAINFLOW_STACK_KAFKA_CONTROLLER_PORT", 29_093),
     ("CHAINFLOW_STACK_CLICKHOUSE_HTTP_PORT", 28_123),
     ("CHAINFLOW_STACK_CLICKHOUSE_TCP_PORT", 29_001),
     ("CHAINFLOW_STACK_REGISTRY_PORT", 28_081),

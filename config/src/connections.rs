@@ -23,6 +23,31 @@ pub struct KafkaConfig {
     pub min_insync_replicas: i32,
     /// `retention.ms` of created topics: how far back a replay can go.
     pub retention_ms: i64,
+    /// The consumer group protocol of every group member chainflow runs: `classic` (the
+    /// default, any broker) or `consumer` (KIP-848, Apache Kafka 4.0+: the broker assigns
+    /// partitions, incrementally).
+    pub group_protocol: GroupProtocol,
+}
+
+/// Consumer properties of the classic group protocol only: with the `consumer` protocol
+/// (KIP-848) the broker owns them, and `kafka.properties` may not set them.
+pub const CLASSIC_GROUP_ONLY: [&str; 3] = [
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+];
+
+/// A consumer group protocol (`kafka.group_protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupProtocol {
+    /// The classic protocol: the members' leader assigns partitions (`range` here), with
+    /// the session and heartbeat settings on the client.
+    #[default]
+    Classic,
+    /// KIP-848's protocol: the group coordinator assigns partitions, and the session and
+    /// heartbeat settings are the broker's (`group.consumer.*`).
+    Consumer,
 }
 
 /// Schema Registry: the client settings every stage uses, and how `chainflow registry`
@@ -128,6 +153,7 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             min_insync_replicas: 1,
             retention_ms: 7 * 24 * 3600 * 1000,
+            group_protocol: GroupProtocol::Classic,
         }
     }
 }
@@ -211,6 +237,14 @@ impl KafkaConfig {
                 "kafka.retention_ms: must be positive or -1 (forever), got {}",
                 self.retention_ms
             ));
+        }
+        if self.group_protocol == GroupProtocol::Consumer {
+            if let Some(p) = CLASSIC_GROUP_ONLY.iter().find(|p| self.properties.get(p).is_some()) {
+                return Err(format!(
+                    "kafka.properties.\"{p}\": a setting of the classic group protocol; with \
+                     kafka.group_protocol = \"consumer\" the broker's group.consumer.* settings apply"
+                ));
+            }
         }
         Ok(())
     }

@@ -14,7 +14,10 @@ mod secret;
 mod sources;
 mod stages;
 
-pub use connections::{ClickHouseConfig, KafkaConfig, RegistryConfig, RegistryRole, RegistryTls, RegistryUser};
+pub use connections::{
+    ClickHouseConfig, GroupProtocol, KafkaConfig, RegistryConfig, RegistryRole, RegistryTls, RegistryUser,
+    CLASSIC_GROUP_ONLY,
+};
 pub use product::{check_rate, default_products, parse_close, parse_time_zone, Product, ProductSpec};
 pub use secret::{is_secret_field, is_secret_property, Properties, Secret};
 pub use sources::ConfigError;
@@ -433,9 +436,42 @@ mod tests {
             ("clickhouse.cluster=a b", "clickhouse.cluster"),
             ("registry.max_schema_bytes=10", "registry.max_schema_bytes"),
             ("registry.tls.cert_file=/x.pem", "registry.tls"),
+            ("enrich.transaction_timeout_ms=100", "enrich.transaction_timeout_ms"),
+            ("enrich.instance_id= ", "enrich.instance_id"),
+            ("kafka.group_protocol=cooperative", "kafka.group_protocol"),
         ] {
             let e = load("", &[], &[set]).unwrap_err().to_string();
             assert!(e.contains(field), "{set}: {e}");
         }
+    }
+
+    #[test]
+    fn names_that_look_like_numbers_are_names() {
+        let env = [
+            ("CHAINFLOW_ENRICH__INSTANCE_ID", "0"),
+            ("CHAINFLOW_SINK__GROUP_ID", "42"),
+        ];
+        let c = load("", &env, &["enrich.group_id=7"]).unwrap();
+        assert_eq!(
+            (
+                c.enrich.instance_id.as_str(),
+                c.enrich.group_id.as_str(),
+                c.sink.group_id.as_str()
+            ),
+            ("0", "7", "42")
+        );
+    }
+
+    #[test]
+    fn the_consumer_group_protocol_refuses_the_classic_only_properties() {
+        let sets = ["kafka.group_protocol=consumer"];
+        assert!(load("", &[], &sets).is_ok());
+        let env = [("CHAINFLOW_KAFKA__PROPERTIES__SESSION_TIMEOUT_MS", "45000")];
+        let e = load("", &env, &sets).unwrap_err().to_string();
+        assert!(
+            e.contains("kafka.properties.\"session.timeout.ms\"") && e.contains("classic"),
+            "{e}"
+        );
+        assert!(load("", &env, &[]).is_ok(), "the classic protocol takes it");
     }
 }

@@ -143,6 +143,25 @@ fn set(table: &mut Table, path: &[String], raw: &str, origin: &str) -> Result<()
     Ok(())
 }
 
+/// A text field that may be given as a number or a boolean (`CHAINFLOW_ENRICH__INSTANCE_ID=0`
+/// arrives as the integer 0): taken as the text it was written as.
+pub(crate) fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Text(String),
+        Integer(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    Ok(match <Written as serde::Deserialize>::deserialize(d)? {
+        Written::Text(s) => s,
+        Written::Integer(i) => i.to_string(),
+        Written::Float(f) => f.to_string(),
+        Written::Bool(b) => b.to_string(),
+    })
+}
+
 fn scalar(raw: &str) -> Value {
     format!("v = {raw}")
         .parse::<Table>()

@@ -62,6 +62,7 @@ pub struct RetryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct EnrichConfig {
     /// Consumer group.
+    #[serde(deserialize_with = "crate::sources::text")]
     pub group_id: String,
     /// Kafka transactions (exactly-once for read_committed consumers), for brokers that
     /// support them (Apache Kafka); the enricher checks at start and exits naming this
@@ -70,6 +71,19 @@ pub struct EnrichConfig {
     /// acknowledged them (at-least-once; the `chainflow.id` header and ClickHouse's natural
     /// keys absorb repeats).
     pub transactions: bool,
+    /// With transactions: this enricher's name within its group, stable across its
+    /// restarts and unique among the group's members (empty: the host name, which a pod of
+    /// a StatefulSet or a restarted container keeps). The transactional id is
+    /// `<group_id>-<instance_id>`, so a restarted member fences its predecessor's open
+    /// transaction at once; two running enrichers with one name fence each other, and the
+    /// one fenced stops with an error naming this setting.
+    #[serde(deserialize_with = "crate::sources::text")]
+    pub instance_id: String,
+    /// With transactions: `transaction.timeout.ms`, how long the broker lets a transaction
+    /// stay open. It bounds what read_committed readers wait after an enricher dies
+    /// mid-transaction and nothing with its transactional id starts again (at most the
+    /// broker's `transaction.max.timeout.ms`, 15 minutes by default).
+    pub transaction_timeout_ms: u64,
     /// Input records per batch (or transaction), at most.
     pub batch_records: usize,
     /// Milliseconds a batch (or transaction) stays open, at most.
@@ -85,6 +99,7 @@ pub struct EnrichConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
     /// Consumer groups: each stream reads in `<group_id>-<stream>` (`chainflow-sink-chains`).
+    #[serde(deserialize_with = "crate::sources::text")]
     pub group_id: String,
     /// The streams written: `chains` (enriched.option_chain), `ticks` (market.underlying),
     /// `quotes` (market.option_quote), `dead_letters` (every dlq.* topic).
@@ -157,6 +172,8 @@ impl Default for EnrichConfig {
         Self {
             group_id: "chainflow-enrich".into(),
             transactions: false,
+            instance_id: String::new(),
+            transaction_timeout_ms: 10_000,
             batch_records: 1000,
             batch_ms: 100,
             max_strikes: 1000,
@@ -327,6 +344,15 @@ impl EnrichConfig {
         at_least_one("enrich.batch_records", self.batch_records as u64)?;
         at_least_one("enrich.batch_ms", self.batch_ms)?;
         at_least_one("enrich.max_strikes", self.max_strikes as u64)?;
+        if !self.instance_id.is_empty() {
+            check_group("enrich.instance_id", &self.instance_id)?;
+        }
+        if self.transaction_timeout_ms < 1000 || self.transaction_timeout_ms <= self.batch_ms {
+            return Err(format!(
+                "enrich.transaction_timeout_ms: at least 1000 and more than enrich.batch_ms ({}), got {}",
+                self.batch_ms, self.transaction_timeout_ms
+            ));
+        }
         self.retry.validate("enrich")
     }
 }

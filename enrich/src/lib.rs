@@ -22,13 +22,13 @@ use chainflow_codec::{Codec, UnknownIdGrace};
 use chainflow_config::{EnrichConfig, KafkaConfig};
 use chainflow_contract::topics::{ENRICHED_CHAIN, OPTION_CHAIN};
 use chainflow_contract::EnrichedOptionChain;
-use chainflow_kafka::{blocking, consumer_config, producer_config, Holds};
+use chainflow_kafka::{blocking, consumer_config, producer_config, Holds, Isolation};
 use chainflow_runtime::{RetryPolicy, Stage, StageContext, StageStats};
 use context::EnrichContext;
 use process::{Limits, Processor};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use worker::Worker;
@@ -112,30 +112,38 @@ impl Enrich {
         {
             return Ok(None);
         }
-        let transactional = self.section.transactions;
-        let producer: FutureProducer = if transactional {
-            transactions::producer(&self.kafka, group).await?
+        let r = &self.section.retry;
+        let retry = RetryPolicy::from_millis(r.initial_ms, r.max_ms, r.budget_ms);
+        let transactions = if self.section.transactions {
+            Some(transactions::open(&self.kafka, &self.section, retry).await?)
         } else {
-            producer_config(&self.kafka)
+            None
+        };
+        let producer: FutureProducer = match &transactions {
+            Some(t) => t.producer().clone(),
+            None => producer_config(&self.kafka)
                 .create()
-                .context("creating the enrich producer")?
+                .context("creating the enrich producer")?,
         };
         consumer
             .subscribe(&[OPTION_CHAIN])
             .context("subscribing to market.option_chain")?;
-        tracing::info!(group = %group, transactional, "enrich ready");
-        let r = &self.section.retry;
+        tracing::info!(group = %group, transactions = transactions.is_some(), group_protocol = ?self.kafka.group_protocol,
+            isolation = %Isolation::ReadCommitted, "enrich ready");
         Ok(Some(Worker {
             consumer,
             producer,
+            transactions,
             processor: self.processor(),
             holds: Holds::default(),
-            transactional,
             batch_records: self.section.batch_records,
             max_bytes: self.max_bytes(),
             batch_wait: Duration::from_millis(self.section.batch_ms),
-            retry: RetryPolicy::from_millis(r.initial_ms, r.max_ms, r.budget_ms),
+            retry,
             stats: self.stats,
+            open: false,
+            rewind_due: false,
+            refused: HashSet::new(),
         }))
     }
 }
@@ -169,6 +177,15 @@ fn announce_metrics() {
     metrics::counter!("chainflow_enrich_retries_total").increment(0);
     metrics::counter!("chainflow_enrich_registry_waits_total").increment(0);
     metrics::counter!("chainflow_enrich_aborted_batches_total").increment(0);
+    for outcome in ["committed", "aborted"] {
+        metrics::counter!("chainflow_enrich_transactions_total", "outcome" => outcome).increment(0);
+    }
+    for call in ["send_offsets", "commit", "abort"] {
+        metrics::counter!("chainflow_enrich_transaction_retries_total", "call" => call).increment(0);
+    }
+    for by in ["instance", "group"] {
+        metrics::counter!("chainflow_enrich_fenced_total", "by" => by).increment(0);
+    }
     metrics::counter!("chainflow_unknown_schema_waits_total", "stage" => "enrich").increment(0);
 }
 

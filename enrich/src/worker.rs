@@ -3,23 +3,25 @@
 //! transactions, with the transaction). Nothing stops a partition: a record that cannot be
 //! enriched goes to the dead-letter topic; a registry that cannot be reached is waited out
 //! with the partitions paused; Kafka read, commit and produce failures are retried within
-//! the retry budget.
+//! the retry budget. After a batch that did not commit, the worker reads nothing until its
+//! positions are back at the committed offsets: the next commit never covers records that
+//! were not produced.
 
 use crate::context::EnrichContext;
 use crate::process::{NotYet, Output, Processor, RECORD_OVERHEAD};
-use crate::transactions::TRANSACTION_TIMEOUT;
+use crate::transactions::{Failed, Transactions};
 use anyhow::{anyhow, Context, Result};
 use chainflow_contract::topics::{ENRICHED_CHAIN, OPTION_CHAIN};
 use chainflow_kafka::consumer::rewind;
 use chainflow_kafka::trace;
 use chainflow_kafka::{blocking, DeadLetter, Holds};
-use chainflow_runtime::{sleep_until, Backoff, RetryPolicy, StageContext, StageStats};
+use chainflow_runtime::{fault, sleep_until, Backoff, RetryPolicy, StageContext, StageStats};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage, ToBytes};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -32,6 +34,11 @@ const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A partition of a topic.
 type Tp = (String, i32);
+/// A record's place: its partition of `market.option_chain` and its offset.
+type At = (i32, i64);
+
+/// What the broker said when it refused an enriched chain as too large.
+const REFUSED_TOO_LARGE: &str = "the broker refused the enriched chain as too large (message.max.bytes)";
 
 /// One produced record, awaited before the batch is committed.
 struct Sent {
@@ -48,6 +55,8 @@ struct Batch {
     sent: Vec<Sent>,
     enriched: u64,
     dead: u64,
+    /// Records the broker had refused before, dead-lettered in this batch.
+    letters_for_refused: Vec<At>,
 }
 
 impl Batch {
@@ -70,20 +79,23 @@ enum Ended {
     Committed(Batch),
     /// Partitions were revoked meanwhile: nothing of it was committed.
     Abandoned,
+    /// With transactions, the broker refused enriched chains as too large: the transaction
+    /// cannot commit, and the batch is read again with those chains dead-lettered.
+    Refused,
 }
 
 /// The connected enricher.
 pub struct Worker {
     /// The consumer of `market.option_chain`.
     pub consumer: Arc<StreamConsumer<EnrichContext>>,
-    /// The producer (transactional when `transactional`).
+    /// The producer (the transactional one with transactions).
     pub producer: FutureProducer,
+    /// Kafka transactions, when `enrich.transactions` is on.
+    pub transactions: Option<Transactions>,
     /// Raw chains to enriched ones.
     pub processor: Processor,
     /// Partitions held at a record whose schema id the registry does not know yet.
     pub holds: Holds,
-    /// Kafka transactions.
-    pub transactional: bool,
     /// Records per batch, at most.
     pub batch_records: usize,
     /// The producer's `message.max.bytes`.
@@ -94,6 +106,14 @@ pub struct Worker {
     pub retry: RetryPolicy,
     /// Counters shown by `chainflow run`.
     pub stats: Arc<StageStats>,
+    /// A transaction is open.
+    pub(crate) open: bool,
+    /// A batch did not commit: the positions go back to the committed offsets before
+    /// anything more is read.
+    pub(crate) rewind_due: bool,
+    /// Raw chains whose enriched form the broker refused as too large, dead-lettered when
+    /// they are read again (with transactions, the refusal aborts the transaction).
+    pub(crate) refused: HashSet<At>,
 }
 
 impl Worker {
@@ -101,6 +121,13 @@ impl Worker {
     pub async fn run(mut self, ctx: &StageContext) -> Result<()> {
         let mut failing: Option<(Instant, Backoff)> = None;
         loop {
+            if self.rewind_due {
+                if let Err(e) = self.rewind().await {
+                    self.failed(&mut failing, "rewinding to the committed offsets", &e)
+                        .await?;
+                    continue; // nothing is read past records that were not produced
+                }
+            }
             let check = self.holds.next_check();
             let first = tokio::select! {
                 biased;
@@ -135,31 +162,39 @@ impl Worker {
                         self.wait_for_registry(&msg, &why, ctx).await?;
                     }
                 }
-                Ok((Ended::Abandoned, _)) => {
-                    if self.transactional {
-                        blocking::abort_transaction(&self.producer, TRANSACTION_TIMEOUT)
-                            .await
-                            .context("aborting the transaction of revoked partitions")?;
-                    }
-                    rewind(&self.consumer).await?;
-                    self.holds.clear(&*self.consumer);
-                }
-                Err(e) => {
-                    if self.transactional {
-                        if let Err(abort) = blocking::abort_transaction(&self.producer, TRANSACTION_TIMEOUT).await {
-                            tracing::warn!(error = %abort, "aborting the transaction failed");
-                        }
-                    }
-                    if let Err(r) = rewind(&self.consumer).await {
-                        tracing::warn!(error = %format!("{r:#}"), "rewinding to the committed offsets failed");
-                    }
-                    self.holds.clear(&*self.consumer);
+                Ok((Ended::Abandoned | Ended::Refused, _)) => self.undo().await?,
+                Err(Failed::Fatal(e)) => return Err(e),
+                Err(Failed::Abort(e)) => {
+                    self.undo().await?;
                     metrics::counter!("chainflow_enrich_aborted_batches_total").increment(1);
                     self.failed(&mut failing, "a batch", &e).await?;
                 }
             }
         }
+        if self.open {
+            self.undo().await?; // what the open transaction holds is read again at the next start
+        }
         tracing::info!("enrich stopped");
+        Ok(())
+    }
+
+    /// Undoes a batch that did not commit: its transaction aborted, and a rewind due before
+    /// the next read.
+    async fn undo(&mut self) -> Result<()> {
+        if let (Some(t), true) = (&self.transactions, self.open) {
+            t.abort().await?;
+        }
+        self.open = false;
+        self.rewind_due = true;
+        Ok(())
+    }
+
+    /// Moves every assigned partition back to its committed offset.
+    async fn rewind(&mut self) -> Result<()> {
+        fault::point("enrich.rewind")?;
+        rewind(&self.consumer).await?;
+        self.holds.clear(&*self.consumer);
+        self.rewind_due = false;
         Ok(())
     }
 
@@ -197,51 +232,16 @@ impl Worker {
 
     /// One batch: `first` and what follows within the size and time limits, up to a record
     /// the registry cannot serve (returned, to be waited out once the rest is committed).
-    async fn batch(&mut self, first: OwnedMessage) -> Result<(Ended, Option<(OwnedMessage, String)>)> {
-        if self.transactional {
-            self.producer.begin_transaction().context("beginning a transaction")?;
-        }
+    async fn batch(&mut self, first: OwnedMessage) -> Result<(Ended, Option<(OwnedMessage, String)>), Failed> {
         let mut batch = Batch::default();
         let deadline = Instant::now() + self.batch_wait;
         let mut next = Some(first);
         let mut waiting = None;
         while let Some(msg) = next.take() {
-            let processed_at = chrono::Utc::now().timestamp_micros();
             if !self.holds.skips(&msg) {
-                // the chain's span, in the trace its raw record carries
-                let span = tracing::info_span!(
-                    "enrich.chain",
-                    partition = msg.partition(),
-                    offset = msg.offset(),
-                    trace_id = tracing::field::Empty
-                );
-                trace::continue_trace(&span, &msg);
-                match self
-                    .processor
-                    .process(&msg, processed_at)
-                    .instrument(span.clone())
-                    .await
-                {
-                    Err(NotYet::Unavailable(why)) => {
-                        waiting = Some((msg, why));
-                        break;
-                    }
-                    Err(NotYet::UnknownId(id)) => {
-                        tracing::warn!(
-                            id,
-                            partition = msg.partition(),
-                            offset = msg.offset(),
-                            "schema id {id} is not known to the registry (yet): partition held, for up to \
-                             registry.unknown_id_grace_ms"
-                        );
-                        self.holds.hold(&*self.consumer, msg);
-                    }
-                    Ok(out) => {
-                        self.produce(&msg, out, &mut batch).instrument(span).await?;
-                        batch
-                            .next
-                            .insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
-                    }
+                if let Some(why) = self.take(msg, &mut batch).await? {
+                    waiting = Some(why);
+                    break;
                 }
             }
             if self.consumer.context().take_revoked() {
@@ -263,19 +263,69 @@ impl Worker {
             }
         }
         if batch.next.is_empty() {
-            if self.transactional {
-                blocking::abort_transaction(&self.producer, TRANSACTION_TIMEOUT)
-                    .await
-                    .context("closing an empty transaction")?;
-            }
             return Ok((Ended::Committed(batch), waiting));
         }
         let ended = self.commit(batch).await?;
         Ok((ended, waiting))
     }
 
-    /// Enqueues what one record became.
-    async fn produce(&self, msg: &OwnedMessage, out: Output, batch: &mut Batch) -> Result<()> {
+    /// Processes one record into the batch; the record back, with the reason, when the
+    /// registry cannot serve it.
+    async fn take(&mut self, msg: OwnedMessage, batch: &mut Batch) -> Result<Option<(OwnedMessage, String)>, Failed> {
+        let processed_at = chrono::Utc::now().timestamp_micros();
+        // the chain's span, in the trace its raw record carries
+        let span = tracing::info_span!(
+            "enrich.chain",
+            partition = msg.partition(),
+            offset = msg.offset(),
+            trace_id = tracing::field::Empty
+        );
+        trace::continue_trace(&span, &msg);
+        match self
+            .processor
+            .process(&msg, processed_at)
+            .instrument(span.clone())
+            .await
+        {
+            Err(NotYet::Unavailable(why)) => return Ok(Some((msg, why))),
+            Err(NotYet::UnknownId(id)) => {
+                tracing::warn!(
+                    id,
+                    partition = msg.partition(),
+                    offset = msg.offset(),
+                    "schema id {id} is not known to the registry (yet): partition held, for up to \
+                     registry.unknown_id_grace_ms"
+                );
+                self.holds.hold(&*self.consumer, msg);
+            }
+            Ok(out) => {
+                self.produce(&msg, out, batch).instrument(span).await?;
+                batch
+                    .next
+                    .insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Enqueues what one record became (opening the transaction at the batch's first
+    /// record); a chain the broker refused before becomes its dead letter.
+    async fn produce(&mut self, msg: &OwnedMessage, out: Output, batch: &mut Batch) -> Result<(), Failed> {
+        if let (Some(t), false) = (&self.transactions, self.open) {
+            t.begin()?;
+            self.open = true;
+        }
+        let at = (msg.partition(), msg.offset());
+        let out = match out {
+            Output::Enriched { .. } if self.refused.contains(&at) => {
+                batch.letters_for_refused.push(at);
+                Output::DeadLetter {
+                    kind: "too_large",
+                    message: REFUSED_TOO_LARGE.into(),
+                }
+            }
+            out => out,
+        };
         match out {
             Output::Enriched { key, headers, value } => {
                 let record = FutureRecord::to(ENRICHED_CHAIN)
@@ -304,54 +354,93 @@ impl Worker {
         Ok(())
     }
 
-    /// Commits the batch: with the transaction, or once every record is acknowledged. An
-    /// enriched record the broker refuses as too large is dead-lettered instead.
-    async fn commit(&self, mut batch: Batch) -> Result<Ended> {
-        let offsets = batch.offsets()?;
-        if self.transactional {
-            let group = self.consumer.group_metadata().context("no consumer group metadata")?;
-            blocking::commit_transaction(&self.producer, offsets, group, TRANSACTION_TIMEOUT)
-                .await
-                .context("committing the transaction with its offsets")?;
-            return Ok(Ended::Committed(batch));
+    /// Commits the batch once the broker acknowledged every record: with the transaction,
+    /// or the offsets. An enriched chain the broker refuses as too large is dead-lettered:
+    /// at once without transactions; with them, when the batch is read again (the refusal
+    /// dooms the transaction).
+    async fn commit(&mut self, mut batch: Batch) -> Result<Ended, Failed> {
+        let refused = self.delivered(std::mem::take(&mut batch.sent)).await?;
+        if !refused.is_empty() && self.transactions.is_some() {
+            tracing::warn!(
+                records = refused.len(),
+                "{REFUSED_TOO_LARGE}: the transaction is aborted, and the batch read again with them dead-lettered"
+            );
+            self.refused
+                .extend(refused.iter().map(|raw| (raw.partition(), raw.offset())));
+            return Ok(Ended::Refused);
         }
-        for sent in std::mem::take(&mut batch.sent) {
-            match sent.delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)))
-                    if sent.raw.is_some() =>
-                {
-                    let raw = sent.raw.as_ref().expect("an enriched record's raw chain");
-                    let message = "the broker refused the enriched chain as too large (message.max.bytes)";
-                    tracing::warn!(
-                        partition = raw.partition(),
-                        offset = raw.offset(),
-                        "{message}: dead-lettered"
-                    );
-                    let letter = DeadLetter::new(raw, "enrich", "too_large", message);
-                    self.producer
-                        .send(letter.record(), DEAD_LETTER_TIMEOUT)
-                        .await
-                        .map_err(|(e, _)| anyhow::Error::new(e).context("producing a dead letter"))?;
-                    batch.enriched -= 1;
-                    batch.dead += 1;
-                }
-                Ok(Err((e, _))) => return Err(anyhow::Error::new(e).context("the broker refused a record")),
-                Err(_) => return Err(anyhow!("a delivery report was lost (producer closed)")),
+        for raw in &refused {
+            tracing::warn!(
+                partition = raw.partition(),
+                offset = raw.offset(),
+                "{REFUSED_TOO_LARGE}: dead-lettered"
+            );
+            let letter = DeadLetter::new(raw, "enrich", "too_large", REFUSED_TOO_LARGE);
+            self.producer
+                .send(letter.record(), DEAD_LETTER_TIMEOUT)
+                .await
+                .map_err(|(e, _)| Failed::Abort(anyhow::Error::new(e).context("producing a dead letter")))?;
+            batch.enriched -= 1;
+            batch.dead += 1;
+        }
+        let offsets = batch.offsets().map_err(Failed::Fatal)?;
+        if let Some(t) = &self.transactions {
+            let group = self
+                .consumer
+                .group_metadata()
+                .ok_or_else(|| Failed::Fatal(anyhow!("the enrich consumer has no consumer group metadata")))?;
+            t.commit(offsets, group).await?;
+            self.open = false;
+            for at in &batch.letters_for_refused {
+                self.refused.remove(at);
             }
+            return Ok(Ended::Committed(batch));
         }
         if self.consumer.context().take_revoked() {
             return Ok(Ended::Abandoned);
         }
         blocking::commit(&self.consumer, offsets)
             .await
-            .context("committing enrich offsets")?;
+            .map_err(|e| Failed::Abort(anyhow::Error::new(e).context("committing enrich offsets")))?;
+        for at in &batch.letters_for_refused {
+            self.refused.remove(at);
+        }
         Ok(Ended::Committed(batch))
+    }
+
+    /// Waits for every delivery; the raw chains whose enriched form the broker refused as
+    /// too large, or the first other refusal when there was one and no size refusal. With
+    /// transactions a size refusal fails the whole transaction, so the other records'
+    /// deliveries fail too (purged, timed out): every report is awaited, and the size
+    /// refusals are what the batch is read again for.
+    async fn delivered(&self, sent: Vec<Sent>) -> Result<Vec<OwnedMessage>, Failed> {
+        let mut refused = Vec::new();
+        let mut other = None;
+        for sent in sent {
+            match sent.delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)))
+                    if sent.raw.is_some() =>
+                {
+                    refused.push(sent.raw.expect("an enriched record's raw chain"));
+                }
+                Ok(Err((e, _))) => {
+                    other.get_or_insert_with(|| anyhow::Error::new(e).context("the broker refused a record"));
+                }
+                Err(_) => {
+                    other.get_or_insert_with(|| anyhow!("a delivery report was lost (producer closed)"));
+                }
+            }
+        }
+        match other {
+            Some(e) if refused.is_empty() || self.transactions.is_none() => Err(Failed::Abort(e)),
+            _ => Ok(refused),
+        }
     }
 
     /// Waits, the partitions paused and the consumer polled, until the registry serves
     /// `msg` again; then moves back to the committed offsets (`msg` first) and resumes.
-    async fn wait_for_registry(&self, msg: &OwnedMessage, why: &str, ctx: &StageContext) -> Result<()> {
+    async fn wait_for_registry(&mut self, msg: &OwnedMessage, why: &str, ctx: &StageContext) -> Result<()> {
         let assignment = self.consumer.assignment().context("reading the assignment")?;
         self.consumer.pause(&assignment).context("pausing the partitions")?;
         ctx.set_ready(false);
@@ -382,7 +471,8 @@ impl Worker {
                 break;
             }
         }
-        rewind(&self.consumer).await?;
+        // what arrived meanwhile is read again, `msg` first: the loop rewinds before it reads
+        self.rewind_due = true;
         let assignment = self.consumer.assignment().context("reading the assignment")?;
         self.consumer.resume(&assignment).context("resuming the partitions")?;
         self.holds.repause(&*self.consumer);
@@ -395,7 +485,7 @@ impl Worker {
     async fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
         &self,
         mut record: FutureRecord<'_, K, P>,
-    ) -> Result<DeliveryFuture> {
+    ) -> Result<DeliveryFuture, Failed> {
         loop {
             match self.producer.send_result(record) {
                 Ok(delivery) => return Ok(delivery),
@@ -403,7 +493,7 @@ impl Worker {
                     record = r;
                     tokio::time::sleep(QUEUE_FULL_WAIT).await;
                 }
-                Err((e, _)) => return Err(anyhow::Error::new(e).context("producing a record")),
+                Err((e, _)) => return Err(Failed::Abort(anyhow::Error::new(e).context("producing a record"))),
             }
         }
     }

@@ -202,23 +202,21 @@ pub async fn init_transactions<C: ClientContext + 'static>(
     off_the_workers(move || producer.init_transactions(timeout)).await
 }
 
-/// Adds the consumer's `positions` to the open transaction and commits it.
-pub async fn commit_transaction<C: ClientContext + 'static>(
+/// Adds the consumer's `positions` to the open transaction, with the group's metadata
+/// (KIP-447: a member whose generation has moved on is refused).
+pub async fn send_offsets_to_transaction<C: ClientContext + 'static>(
     producer: &FutureProducer<C>,
     positions: TopicPartitionList,
-    group: ConsumerGroupMetadata,
+    group: Arc<ConsumerGroupMetadata>,
     timeout: Duration,
 ) -> KafkaResult<()> {
     let producer = producer.clone();
-    off_the_workers(move || {
-        producer.send_offsets_to_transaction(&positions, &group, timeout)?;
-        producer.commit_transaction(timeout)
-    })
-    .await
+    off_the_workers(move || producer.send_offsets_to_transaction(&positions, &group, timeout)).await
 }
 
-/// Commits the open transaction (without consumer offsets).
-pub async fn commit_transaction_only<C: ClientContext + 'static>(
+/// Commits the open transaction. A timeout leaves the commit in progress in librdkafka:
+/// it is to be called again, not followed by an abort.
+pub async fn commit_transaction<C: ClientContext + 'static>(
     producer: &FutureProducer<C>,
     timeout: Duration,
 ) -> KafkaResult<()> {

@@ -1,9 +1,10 @@
 //! librdkafka client settings: the configured bootstrap servers and pass-through
 //! properties, plus the settings each role needs for its delivery guarantee (README, "Delivery").
 
-use chainflow_config::{is_secret_property, KafkaConfig};
+use chainflow_config::{is_secret_property, GroupProtocol, KafkaConfig};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::ClientConfig;
+use std::time::Duration;
 
 /// Base settings shared by every client; user properties win over chainflow's defaults.
 pub(crate) fn base(kafka: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
@@ -52,11 +53,19 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     )
 }
 
-/// A transactional producer for consume-transform-produce (exactly-once).
-pub fn transactional_producer_config(kafka: &KafkaConfig, transactional_id: &str) -> ClientConfig {
+/// A transactional producer for consume-transform-produce (exactly-once), whose open
+/// transaction the broker aborts after `timeout` (`transaction.timeout.ms`). librdkafka
+/// refuses a `message.timeout.ms` above it, so that is lowered to it where it is higher: a
+/// record not delivered by then belongs to a transaction that has failed anyway.
+pub fn transactional_producer_config(kafka: &KafkaConfig, transactional_id: &str, timeout: Duration) -> ClientConfig {
     let mut c = producer_config(kafka);
+    let timeout = timeout.as_millis().to_string();
+    let delivery = c.get("message.timeout.ms").and_then(|v| v.parse::<u128>().ok());
+    if delivery.is_none_or(|d| d > timeout.parse().unwrap_or(u128::MAX)) {
+        c.set("message.timeout.ms", &timeout);
+    }
     c.set("transactional.id", transactional_id);
-    c.set("transaction.timeout.ms", "60000");
+    c.set("transaction.timeout.ms", &timeout);
     c
 }
 
@@ -74,28 +83,66 @@ pub(crate) const FETCH_QUEUE_BACKOFF_MS: (&str, &str) = ("fetch.queue.backoff.ms
 /// with 100 ms, docs/benchmarks.md "Live view"). An idle consumer asks ten times a second.
 pub(crate) const FETCH_WAIT_MAX_MS: (&str, &str) = ("fetch.wait.max.ms", "100");
 
-/// A group consumer that commits explicitly and reads only committed transactions.
+/// A group consumer that commits explicitly and reads only committed transactions, in the
+/// group protocol `kafka.group_protocol` names. The classic protocol gets chainflow's
+/// session, heartbeat and assignment settings; the `consumer` protocol (KIP-848) must get
+/// none of them (the broker owns them, and librdkafka refuses a consumer that sets them).
 pub fn consumer_config(kafka: &KafkaConfig, group_id: &str) -> ClientConfig {
-    base(
-        kafka,
-        &[
-            FETCH_QUEUE_BACKOFF_MS,
-            FETCH_WAIT_MAX_MS,
-            ("group.id", group_id),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-            ("isolation.level", "read_committed"),
+    let mut defaults = vec![
+        FETCH_QUEUE_BACKOFF_MS,
+        FETCH_WAIT_MAX_MS,
+        ("group.id", group_id),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("auto.offset.reset", "earliest"),
+        ("isolation.level", Isolation::ReadCommitted.level()),
+    ];
+    match kafka.group_protocol {
+        GroupProtocol::Classic => defaults.extend_from_slice(&[
+            ("group.protocol", "classic"),
             ("session.timeout.ms", "6000"),
             ("heartbeat.interval.ms", "1000"),
             ("partition.assignment.strategy", "range"),
-        ],
-    )
+        ]),
+        GroupProtocol::Consumer => defaults.push(("group.protocol", "consumer")),
+    }
+    // kafka.properties cannot set a classic-only property with the consumer protocol: the
+    // configuration refuses it (chainflow_config::CLASSIC_GROUP_ONLY)
+    base(kafka, &defaults)
+}
+
+/// Which records of a transactional topic a consumer reads (`isolation.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Records of committed transactions and records written without one, never those of
+    /// open or aborted transactions: what every chainflow consumer reads by default.
+    #[default]
+    ReadCommitted,
+    /// Every record, those of open and aborted transactions included (`chainflow tail
+    /// --read-uncommitted`: what a transaction in progress has written so far).
+    ReadUncommitted,
+}
+
+impl Isolation {
+    /// The `isolation.level` value.
+    pub fn level(self) -> &'static str {
+        match self {
+            Isolation::ReadCommitted => "read_committed",
+            Isolation::ReadUncommitted => "read_uncommitted",
+        }
+    }
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.level())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chainflow_config::CLASSIC_GROUP_ONLY;
 
     #[test]
     fn pass_through_properties_win_and_secrets_are_masked() {
@@ -128,5 +175,33 @@ mod tests {
             Some("100"),
             "a broker that answers a fetch only at its deadline must not hold records for half a second"
         );
+    }
+
+    #[test]
+    fn a_transactional_producer_delivers_within_its_transaction_timeout() {
+        let mut kafka = KafkaConfig::default();
+        let c = transactional_producer_config(&kafka, "t", Duration::from_secs(10));
+        assert_eq!(c.get("transaction.timeout.ms"), Some("10000"));
+        assert_eq!(c.get("message.timeout.ms"), Some("10000"), "60 s by default, lowered");
+        kafka.properties.insert("message.timeout.ms", "5000");
+        let c = transactional_producer_config(&kafka, "t", Duration::from_secs(10));
+        assert_eq!(c.get("message.timeout.ms"), Some("5000"), "a lower one is kept");
+    }
+
+    #[test]
+    fn the_consumer_protocol_sends_no_classic_only_property() {
+        let mut kafka = KafkaConfig::default();
+        let classic = consumer_config(&kafka, "g");
+        assert_eq!(classic.get("group.protocol"), Some("classic"));
+        for p in CLASSIC_GROUP_ONLY {
+            assert!(classic.get(p).is_some(), "classic sets {p}");
+        }
+        kafka.group_protocol = GroupProtocol::Consumer;
+        let consumer = consumer_config(&kafka, "g");
+        assert_eq!(consumer.get("group.protocol"), Some("consumer"));
+        for p in CLASSIC_GROUP_ONLY {
+            assert_eq!(consumer.get(p), None, "{p} is classic-only");
+        }
+        assert_eq!(consumer.get("isolation.level"), Some("read_committed"));
     }
 }

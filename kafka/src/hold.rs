@@ -52,6 +52,11 @@ impl Holds {
             .is_some_and(|h| msg.offset() >= h.offset())
     }
 
+    /// True when `partition` of `topic` is held.
+    pub fn is_held(&self, topic: &str, partition: i32) -> bool {
+        self.held.contains_key(&(topic.to_string(), partition))
+    }
+
     /// When the held records are due to be tried again; `None` when nothing is held.
     pub fn next_check(&self) -> Option<Instant> {
         self.next_check

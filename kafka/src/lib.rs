@@ -14,7 +14,7 @@ pub mod range;
 pub mod trace;
 
 pub use admin::{ensure_topics, topic_config, TopicOutcome};
-pub use client::{consumer_config, producer_config, transactional_producer_config};
+pub use client::{consumer_config, producer_config, transactional_producer_config, Isolation};
 pub use consumer::partitions;
 pub use dlq::DeadLetter;
 pub use headers::{copied, header};

@@ -5,7 +5,7 @@
 //! end. A start is inclusive and an end exclusive, so adjacent ranges never overlap.
 
 use crate::blocking;
-use crate::client::{base, FETCH_QUEUE_BACKOFF_MS, FETCH_WAIT_MAX_MS};
+use crate::client::{base, Isolation, FETCH_QUEUE_BACKOFF_MS, FETCH_WAIT_MAX_MS};
 use anyhow::{anyhow, bail, Context, Result};
 use chainflow_config::KafkaConfig;
 use chrono::{DateTime, Utc};
@@ -147,10 +147,12 @@ fn position(bound: &Bound, partition: i32, low: i64, high: i64, times: &HashMap<
     }
 }
 
-/// A consumer for the tools: no group membership, nothing committed, every record read
-/// (`read_uncommitted`, as `kafka-console-consumer` does by default).
-pub fn tool_consumer(kafka: &KafkaConfig) -> Result<Arc<StreamConsumer>> {
-    groupless(kafka, &[("isolation.level", "read_uncommitted")])
+/// A consumer for the tools: no group membership, nothing committed, reading with
+/// `isolation` (read_committed unless a tool is asked otherwise: records of aborted
+/// transactions are never replayed or redriven). With read_committed, a partition's end is
+/// its last stable offset: what is readable.
+pub fn tool_consumer(kafka: &KafkaConfig, isolation: Isolation) -> Result<Arc<StreamConsumer>> {
+    groupless(kafka, &[("isolation.level", isolation.level())])
 }
 
 /// A consumer that follows topics for a live view (`chainflow serve`): no group
@@ -161,7 +163,10 @@ pub fn tool_consumer(kafka: &KafkaConfig) -> Result<Arc<StreamConsumer>> {
 pub fn follower(kafka: &KafkaConfig) -> Result<Arc<StreamConsumer>> {
     groupless(
         kafka,
-        &[("isolation.level", "read_committed"), ("fetch.wait.max.ms", "50")],
+        &[
+            ("isolation.level", Isolation::ReadCommitted.level()),
+            ("fetch.wait.max.ms", "50"),
+        ],
     )
 }
 

@@ -10,7 +10,7 @@ use chainflow_config::KafkaConfig;
 use chainflow_contract::topics::HEADER_PRODUCED_AT;
 use chainflow_contract::{EnrichedOptionChain, Record, UnderlyingTick};
 use chainflow_kafka::range::{self, Bound};
-use chainflow_kafka::RangeReader;
+use chainflow_kafka::{Isolation, RangeReader};
 use rdkafka::message::{Message, OwnedMessage};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,13 +37,15 @@ impl Shown for UnderlyingTick {
     }
 }
 
-/// Assigns every partition of `topic` from `rewind` ago to a consumer of its own.
+/// Assigns every partition of `topic` from `rewind` ago to a consumer of its own, which
+/// reads committed records only.
 pub async fn open(kafka: &KafkaConfig, topic: &str, rewind: Duration) -> Result<RangeReader> {
     let consumer = range::follower(kafka)?;
     let from = chrono::Utc::now() - chrono::Duration::from_std(rewind).unwrap_or_default();
     let spans = range::resolve(&consumer, topic, &[], &Bound::Time(from), &Bound::Latest)
         .await
         .with_context(|| format!("finding where to start reading {topic}"))?;
+    tracing::info!(topic, isolation = %Isolation::ReadCommitted, "following");
     RangeReader::open(consumer, topic, &spans, true)
 }
 

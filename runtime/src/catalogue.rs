@@ -104,7 +104,25 @@ pub const METRICS: &[Metric] = &[
         name: "chainflow_enrich_aborted_batches_total",
         kind: Kind::Counter,
         labels: "",
-        help: "Transactions enrich aborted (enrich.transactions only).",
+        help: "Batches enrich undid after a failure (a refused record, a failed commit) and read again from the committed offsets.",
+    },
+    Metric {
+        name: "chainflow_enrich_transactions_total",
+        kind: Kind::Counter,
+        labels: "outcome",
+        help: "Transactions enrich ended, by outcome (committed, aborted); enrich.transactions only.",
+    },
+    Metric {
+        name: "chainflow_enrich_transaction_retries_total",
+        kind: Kind::Counter,
+        labels: "call",
+        help: "Transactional calls enrich called again because they did not complete (a timeout leaves them in progress in librdkafka).",
+    },
+    Metric {
+        name: "chainflow_enrich_fenced_total",
+        kind: Kind::Counter,
+        labels: "by",
+        help: "Transactions refused because enrich was fenced: by a newer instance with its transactional id (instance), or by its group's newer generation (group).",
     },
     Metric {
         name: "chainflow_iv_solves_total",

@@ -4,10 +4,12 @@
 //! bounds how long they may take to flush; [`signals`] turns SIGINT and SIGTERM into that
 //! request (a second signal exits at once); [`http`] serves /metrics, /healthz and /readyz
 //! with the metrics of [`catalogue`];
-//! [`RetryPolicy`] and [`Backoff`] are how every stage retries a transient failure.
+//! [`RetryPolicy`] and [`Backoff`] are how every stage retries a transient failure;
+//! [`fault`] holds the test suite's fault points.
 
 mod backoff;
 pub mod catalogue;
+pub mod fault;
 pub mod http;
 mod pipeline;
 pub mod signals;

@@ -925,10 +925,60 @@ impl<S: Stream> Worker<S> {
         }
     }
 
+    /// Commits the consumer's position of the partitions that hold nothing unwritten and
+    /// whose position is past their committed offset: between the two lie only records a
+    /// read_committed consumer never returns (transaction markers, aborted records). A
+    /// partition of a transactional topic ends in a commit marker, so without this its lag
+    /// would stay 1 with no progress: a stall every `sink.stall_after_ms` of an idle market.
+    /// The measurement as it stands after.
+    async fn past_control_records(&mut self, m: &Measurement) -> Measurement {
+        let mut m = m.clone();
+        let Ok(positions) = self.consumer.position() else {
+            return m;
+        };
+        let unwritten = self.consumer.context().to_commit();
+        let mut advanced = BTreeMap::new();
+        for o in &m.partitions {
+            let Some(committed) = o.committed else { continue };
+            let holds_records = self.batches.get(&o.tp).is_some_and(|b| !b.is_empty())
+                || self.flying.contains(&o.tp)
+                || unwritten.contains_key(&o.tp)
+                || self.holds.is_held(&o.tp.0, o.tp.1);
+            let position = positions
+                .find_partition(&o.tp.0, o.tp.1)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(p) => Some(p),
+                    _ => None,
+                });
+            if let Some(p) = position.filter(|&p| !holds_records && p > committed && p <= o.high) {
+                advanced.insert(o.tp.clone(), p);
+            }
+        }
+        if advanced.is_empty() || self.paused {
+            return m;
+        }
+        match blocking::commit(&self.consumer, commit_list(&advanced)).await {
+            Ok(()) => {
+                tracing::debug!(stream = S::NAME, partitions = ?advanced, "committed positions past transaction markers");
+                for o in &mut m.partitions {
+                    if let Some(&p) = advanced.get(&o.tp) {
+                        o.committed = Some(p);
+                    }
+                }
+            }
+            Err(e) => {
+                metrics::counter!("chainflow_sink_commit_errors_total").increment(1);
+                tracing::warn!(stream = S::NAME, error = %e, "committing positions past transaction markers failed; tried again at the next measurement");
+            }
+        }
+        m
+    }
+
     /// Takes a measurement in: each partition's lag as a metric; a partition with lag and no
     /// progress for `sink.stall_after_ms` (not paused by the sink itself) is a stall: the
     /// stream turns unready, counts and logs it, writes what it holds and re-joins its group.
     async fn check_lag(&mut self, m: &Measurement, ctx: &StageContext) -> Result<()> {
+        let m = &self.past_control_records(m).await;
         let (lags, stalled) = self.stalls.observe(m, self.paused, self.stall_after);
         tracing::debug!(stream = S::NAME, ?lags, "lag measured");
         for ((topic, partition), lag) in lags {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use chainflow_config::Config;
 use chainflow_contract::topics::{ENRICHED_CHAIN, OPTION_CHAIN, OPTION_QUOTE, UNDERLYING};
 use chainflow_kafka::range::{resolve, tool_consumer};
-use chainflow_kafka::{Bound, RangeReader, Span};
+use chainflow_kafka::{Bound, Isolation, RangeReader, Span};
 use chainflow_runtime::{signals, RetryPolicy, StageStats};
 use chainflow_sink::stream::{Avro, Chains, DeadLetters, Quotes, Stream, Ticks};
 use chainflow_sink::ServerVersion;
@@ -27,14 +27,15 @@ macro_rules! say {
 /// The spans of `range` over `topic`, printed (with a warning for history that retention
 /// removed); `None` when the range is empty.
 async fn plan(config: &Config, topic: &str, range: &RangeArgs) -> Result<(Vec<Span>, u64)> {
-    let consumer = tool_consumer(&config.kafka)?;
+    let consumer = tool_consumer(&config.kafka, Isolation::ReadCommitted)?;
     let spans = resolve(&consumer, topic, &range.partitions, &range.from, &range.to).await?;
     let total: u64 = spans.iter().map(Span::records).sum();
     say!(
-        "{topic} from {} to {}: {total} record(s) in {} partition(s)",
+        "{topic} from {} to {}: {total} record(s) in {} partition(s), {}",
         range.from,
         range.to,
-        spans.iter().filter(|s| s.records() > 0).count()
+        spans.iter().filter(|s| s.records() > 0).count(),
+        Isolation::ReadCommitted
     );
     for s in &spans {
         say!(
@@ -113,7 +114,12 @@ pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<()> {
         from: args.event_from,
         to: args.event_to,
     };
-    let reader = RangeReader::open(tool_consumer(&config.kafka)?, topic, &spans, false)?;
+    let reader = RangeReader::open(
+        tool_consumer(&config.kafka, Isolation::ReadCommitted)?,
+        topic,
+        &spans,
+        false,
+    )?;
     let read = Arc::new(Progress::default());
     let bar = progress::bar(Some(total), "records");
     let redraw = progress::follow_read(&bar, &read, "records");
@@ -184,7 +190,13 @@ fn report(topic: &str, args: &ReplayArgs, s: &Summary) -> Result<()> {
 
 /// `chainflow tail TOPIC`.
 pub async fn tail(config: &Config, args: &TailArgs) -> Result<()> {
-    let consumer = tool_consumer(&config.kafka)?;
+    let isolation = if args.read_uncommitted {
+        Isolation::ReadUncommitted
+    } else {
+        Isolation::ReadCommitted
+    };
+    tracing::info!(topic = %args.topic, %isolation, "tail");
+    let consumer = tool_consumer(&config.kafka, isolation)?;
     let spans = resolve(&consumer, &args.topic, &args.partitions, &args.from, &Bound::Latest).await?;
     let reader = RangeReader::open(consumer, &args.topic, &spans, args.follow)?;
     let opts = tail::Options {
@@ -263,7 +275,12 @@ pub async fn redrive(config: &Config, args: &RedriveArgs) -> Result<()> {
         chainflow_contract::topics::dlq(&args.topic)
     };
     let (spans, total) = plan(config, &topic, &args.range).await?;
-    let reader = RangeReader::open(tool_consumer(&config.kafka)?, &topic, &spans, false)?;
+    let reader = RangeReader::open(
+        tool_consumer(&config.kafka, Isolation::ReadCommitted)?,
+        &topic,
+        &spans,
+        false,
+    )?;
     let read = Arc::new(Progress::default());
     let bar = progress::bar(Some(total), "dead letters");
     let redraw = progress::follow_read(&bar, &read, "dead letters");

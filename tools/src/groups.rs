@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use chainflow_config::KafkaConfig;
 use chainflow_kafka::blocking::{self, Group};
 use chainflow_kafka::range::{partitions, resolve, tool_consumer};
+use chainflow_kafka::Isolation;
 use chainflow_kafka::{consumer_config, Bound};
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::{Offset, TopicPartitionList};
@@ -38,7 +39,7 @@ pub fn lag_of(committed: Option<i64>, low: i64, high: i64) -> i64 {
 
 /// The groups the broker knows, by name.
 pub async fn list(kafka: &KafkaConfig) -> Result<Vec<Group>> {
-    let consumer = tool_consumer(kafka)?;
+    let consumer = tool_consumer(kafka, Isolation::ReadCommitted)?;
     let mut groups = blocking::fetch_group_list(&consumer, None, TIMEOUT)
         .await
         .context("listing the consumer groups")?;
@@ -48,7 +49,7 @@ pub async fn list(kafka: &KafkaConfig) -> Result<Vec<Group>> {
 
 /// `group` as the broker describes it (an empty, member-less group when unknown).
 pub async fn describe(kafka: &KafkaConfig, group: &str) -> Result<Group> {
-    let consumer = tool_consumer(kafka)?;
+    let consumer = tool_consumer(kafka, Isolation::ReadCommitted)?;
     let found = blocking::fetch_group_list(&consumer, Some(group), TIMEOUT)
         .await
         .with_context(|| format!("describing group {group}"))?;
@@ -172,7 +173,7 @@ pub async fn reset(
         bail!("group {group} has no committed offsets: name the topics to reset with --topic");
     }
     let consumer = group_handle(kafka, group)?;
-    let reader = tool_consumer(kafka)?;
+    let reader = tool_consumer(kafka, Isolation::ReadCommitted)?;
     let mut tpl = TopicPartitionList::new();
     let mut moves = Vec::new();
     let mut names: Vec<&str> = before.iter().map(|l| l.topic.as_str()).collect();
