@@ -8,6 +8,6 @@
 set -euo pipefail
 # shellcheck source=ops/lib/bench-setup.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/bench-setup.sh" release
-echo "[bench-feed] broker store: $(du -sh "${CHAINFLOW_STACK_DIR:-$ROOT/.stack}/${CHAINFLOW_STACK_BROKER:-nisshi}" | cut -f1)"
+echo "[bench-feed] broker: Apache Kafka, log $(du -sh "${CHAINFLOW_STACK_DIR:-$ROOT/.stack}/kafka/data" | cut -f1)"
 exec "$bin" feed --chains "${1:-24000}" --scenario "${2:-normal}" \
   --start 2025-01-27T03:45:00Z --set observability.metrics_listen=

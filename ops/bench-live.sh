@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The live view (release build), on nisshi with memory:// storage started on a port of its
-# own: `chainflow run` offering 200 chains/s (feed → enrich → sink) and `chainflow serve`
+# The live view (release build), on the local stack's broker (Apache Kafka, one node):
+# `chainflow run` offering 200 chains/s (feed → enrich → sink) and `chainflow serve`
 # following it, then
 #   - produce → browser: the page in headless Chromium for --seconds; the latencies it
 #     measured from the feed's production stamp to its receipt (window.chainflowState),
@@ -28,10 +28,8 @@ log() { printf '[bench-live] %s\n' "$*" >&2; }
 
 run_id="$(date +%s)"
 work="$(mktemp -d)"
-port="${CHAINFLOW_BENCH_BROKER_PORT:-29193}"
 serve_port="${CHAINFLOW_BENCH_SERVE_PORT:-29090}"
 devtools="${CHAINFLOW_BENCH_DEVTOOLS_PORT:-29222}"
-broker="127.0.0.1:$port"
 database="chainflow_bench_live_$run_id"
 pids=()
 cleanup() {
@@ -45,17 +43,21 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-export CHAINFLOW_KAFKA__BOOTSTRAP_SERVERS="$broker" CHAINFLOW_CLICKHOUSE__DATABASE="$database"
-
-nisshi broker --listener-url "tcp://$broker" --advertised-listener-url "tcp://$broker" \
-  --storage-engine "memory://live$run_id/" --group-initial-rebalance-delay 0s >"$work/nisshi.log" 2>&1 &
-pids+=("$!")
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+export CHAINFLOW_CLICKHOUSE__DATABASE="$database"
+# shellcheck source=ops/lib/kafka.sh
+. "$ROOT/ops/lib/kafka.sh"
 "$bin" topics >/dev/null
 "$bin" migrate >/dev/null
 
 # the feed's --rate counts every message; chain snapshots are about 31 % of them
-log "chainflow run at $offered chains/s offered, on nisshi 0.8.1 memory://"
+# the run's own groups, from the end of the topics: it reads only what it feeds
+for g in "bench-live-$run_id-enrich:market.option_chain" "bench-live-$run_id-sink-chains:enriched.option_chain" \
+  "bench-live-$run_id-sink-ticks:market.underlying" "bench-live-$run_id-sink-quotes:market.option_quote" \
+  "bench-live-$run_id-sink-dead_letters:dlq.market.option_chain"; do
+  "$bin" groups reset "${g%%:*}" --to latest --topic "${g#*:}" >/dev/null
+done
+export CHAINFLOW_ENRICH__GROUP_ID="bench-live-$run_id-enrich" CHAINFLOW_SINK__GROUP_ID="bench-live-$run_id-sink"
+log "chainflow run at $offered chains/s offered, on the stack's Apache Kafka"
 "$bin" run --rate "$((offered * 100 / 31))" --set "observability.metrics_listen=127.0.0.1:29464" \
   >"$work/run.out" 2>"$work/run.err" &
 pids+=("$!")
@@ -106,9 +108,9 @@ conflated1=$(counter chainflow_live_conflated_total)
 stored=$(curl -s "${CHAINFLOW_CLICKHOUSE__URL:-http://127.0.0.1:8123}" --data-binary "SELECT count() FROM $database.chain_snapshots")
 
 python3 - "$work" "$offered" "$seconds" "$page_rss" "$page_cpu" "$clients_rss" "$clients_cpu" \
-  "${conflated0:-0}" "${conflated1:-0}" "$stored" <<'PY'
+  "${conflated0:-0}" "${conflated1:-0}" "$stored" "Apache Kafka $KAFKA_VERSION, 1 node, local disk" <<'PY'
 import json, re, sys
-work, offered, seconds, page_rss, page_cpu, clients_rss, clients_cpu, c0, c1, stored = sys.argv[1:]
+work, offered, seconds, page_rss, page_cpu, clients_rss, clients_cpu, c0, c1, stored, broker = sys.argv[1:]
 page = json.load(open(f"{work}/page.json"))
 cl = json.load(open(f"{work}/clients.json"))
 buckets = []
@@ -125,7 +127,6 @@ def q(p):
             return lo if le == float("inf") else lo + (le - lo) * (rank - below) / max(n - below, 1e-9)
         lo, below = le, n
     return lo
-broker = "nisshi 0.8.1 memory://"
 print("| broker | what | result |")
 print("|---|---|---|")
 print(f"| {broker} | produce → browser, {offered} chains/s offered, {seconds} s, headless Chromium on the page ({page['channel']}) | "

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# End-to-end benchmarks of chainflow (release build), on nisshi with memory:// storage
-# started on a port of its own, and on the local stack's broker (nisshi with sqlite://):
+# End-to-end benchmarks of chainflow (release build), on the local stack's broker: Apache
+# Kafka (one KRaft node, its log on the local disk; ops/stack.sh), with the broker's own CPU
+# and memory beside chainflow's in every row:
 #   - the feed alone, and feed → enrich → sink → queryable (`chainflow run`), chains/s and
-#     options/s, with CPU seconds and peak RSS of the chainflow process; on memory://, enrich
-#     and the chains sink alone on the feed's backlog;
+#     options/s, with CPU seconds and peak RSS of the chainflow process; `run` again with
+#     enrich.transactions = true (exactly-once on the topics); enrich and the chains sink
+#     alone on the feed's backlog;
 #   - latency from the feed's produce stamp to ClickHouse's acknowledgement (p50/p95/p99,
 #     from the sink's histogram) at 200 and 2,000 chains/s offered (15 s of each);
-#   - on memory://, the baselines: enrich against a plain Python consumer doing the same work
+#   - the baselines: enrich against a plain Python consumer doing the same work
 #     (ops/bench/enrich_baseline.py: confluent-kafka, fastavro, vollib), and the chains sink
 #     against clickhouse-client inserting the rows the sink wrote;
-#   - in the full run, on memory://: latency under the simulator's spike profile (7 minutes),
-#     and 2 and 4 instances each of enrich and the chains sink in one group (drain rate,
-#     rebalance times, counts in ClickHouse).
+#   - in the full run: latency under the simulator's spike profile (7 minutes), and 2 and 4
+#     instances each of enrich and the chains sink in one group (drain rate, rebalance
+#     times, counts in ClickHouse).
 # Prints one Markdown table (paste it into docs/benchmarks.md with the date and machine).
 # Usage: ops/bench.sh [--quick]   (--quick: fewer chains, under 5 minutes after the build)
 set -euo pipefail
@@ -26,7 +28,11 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 
 run_id="$(date +%s)"
 work="$(mktemp -d)"
-mem_port="${CHAINFLOW_BENCH_BROKER_PORT:-29192}"
+broker="$CHAINFLOW_KAFKA__BOOTSTRAP_SERVERS"
+# shellcheck source=ops/lib/kafka.sh
+. "$ROOT/ops/lib/kafka.sh"
+label="Apache Kafka $KAFKA_VERSION, 1 node, local disk"
+broker_pid="$(cat "${CHAINFLOW_STACK_DIR:-$ROOT/.stack}/pids/broker.pid")"
 metrics_port="${CHAINFLOW_BENCH_METRICS_PORT:-29464}"
 database="chainflow_bench_$run_id"
 pids=()
@@ -38,30 +44,40 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# a broker of our own on memory://, whatever the stack's is
-nisshi broker --listener-url "tcp://127.0.0.1:$mem_port" --advertised-listener-url "tcp://127.0.0.1:$mem_port" \
-  --storage-engine "memory://bench$run_id/" --group-initial-rebalance-delay 0s >"$work/nisshi.log" 2>&1 &
-pids+=("$!")
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$mem_port") 2>/dev/null && break; sleep 0.1; done
 CHAINFLOW_CLICKHOUSE__DATABASE="$database" "$bin" migrate >/dev/null
 
-# chainflow ARGS against broker $1, in this run's database and groups, timed
+# The broker's CPU (user + system clock ticks) so far.
+broker_ticks() { awk '{print $14 + $15}' "/proc/$broker_pid/stat"; }
+# Starts measuring the broker for row $1.
+broker_from() { broker_ticks >"$work/$1.broker0"; date +%s.%N >>"$work/$1.broker0"; }
+# The broker's CPU and resident memory since broker_from $1.
+broker_cell() {
+  local t0 s0 ticks rss
+  { read -r t0; read -r s0; } <"$work/$1.broker0"
+  ticks=$(broker_ticks)
+  rss=$(awk '/^VmRSS/ {print $2}' "/proc/$broker_pid/status")
+  awk -v t="$((ticks - t0))" -v hz="$(getconf CLK_TCK)" -v s="$(echo "$(date +%s.%N) - $s0" | bc)" -v rss="$rss" \
+    'BEGIN {printf "%.1f s CPU (%.0f %% of one core), RSS %.0f MB", t / hz, 100 * t / hz / s, rss / 1024}'
+}
+
+# chainflow ARGS against the broker, in this run's database and groups, timed
 timed() {
-  local broker="$1" tag="$2"
-  shift 2
+  local tag="$1"
+  shift
+  broker_from "$tag"
   /usr/bin/time -f "%e %U %S %M" -o "$work/$tag.time" "$bin" "$@" \
-    --set "kafka.bootstrap_servers=$broker" --set "clickhouse.database=$database" \
+    --set "clickhouse.database=$database" \
     --set "enrich.group_id=bench-$run_id-$tag-enrich" --set "sink.group_id=bench-$run_id-$tag-sink" \
     --set "observability.metrics_listen=127.0.0.1:$metrics_port" >"$work/$tag.out" 2>"$work/$tag.err"
 }
 
 # the run's consumer groups at the end of their topics, so that it reads only its own chains
 groups_at_end() {
-  local broker="$1" tag="$2" g
+  local tag="$1" g
   for g in "bench-$run_id-$tag-enrich:market.option_chain" "bench-$run_id-$tag-sink-chains:enriched.option_chain" \
     "bench-$run_id-$tag-sink-ticks:market.underlying" "bench-$run_id-$tag-sink-quotes:market.option_quote" \
     "bench-$run_id-$tag-sink-dead_letters:dlq.market.option_chain"; do
-    "$bin" groups reset "${g%%:*}" --to latest --topic "${g#*:}" --set "kafka.bootstrap_servers=$broker" >/dev/null
+    "$bin" groups reset "${g%%:*}" --to latest --topic "${g#*:}" >/dev/null
   done
 }
 
@@ -102,14 +118,15 @@ scrape_until_done() {
 
 # seconds until `group`'s lag on `topic` is 0 while chainflow ARGS runs (polled every 0.5 s)
 drain() {
-  local broker="$1" group="$2" topic="$3" tag="$4"
-  shift 4
-  /usr/bin/time -f "%e %U %S %M" -o "$work/$tag.time" "$bin" "$@" --set "kafka.bootstrap_servers=$broker" \
+  local group="$1" topic="$2" tag="$3"
+  shift 3
+  broker_from "$tag"
+  /usr/bin/time -f "%e %U %S %M" -o "$work/$tag.time" "$bin" "$@" \
     --set "clickhouse.database=$database" --set "observability.metrics_listen=" >"$work/$tag.out" 2>"$work/$tag.err" &
   local runner=$! started
   started=$(date +%s.%N)
   sleep 0.5
-  until [ "$("$bin" groups lag "$group" --topic "$topic" --set "kafka.bootstrap_servers=$broker" | awk '/total lag/ {print $3}')" = 0 ]; do
+  until [ "$(lag "$group" "$topic")" = 0 ]; do
     sleep 0.5
   done
   echo "$(date +%s.%N) - $started" | bc
@@ -132,23 +149,23 @@ client_insert() {
   rm -f "$work"/*.bin
 }
 
-# `chainflow run ARGS` against broker $1 (tag $2), scraping its metrics; a row labelled $3, $4
+# `chainflow run ARGS` (tag $1), scraping its metrics; a row saying $2
 paced() {
-  local broker="$1" tag="$2" label="$3" what="$4" achieved p50 p95 p99 n
-  shift 4
-  groups_at_end "$broker" "$tag"
-  timed "$broker" "$tag" run "$@" &
+  local tag="$1" what="$2" achieved p50 p95 p99 n
+  shift 2
+  groups_at_end "$tag"
+  timed "$tag" run "$@" &
   local runner=$!
   sleep 1
   scrape_until_done "$runner" "$work/$tag.metrics"
   wait "$runner"
   achieved=$(grep -m1 'chains/s end to end' "$work/$tag.out" | awk '{print $2}')
   read -r p50 p95 p99 n < <(quantiles "$work/$tag.metrics")
-  row "$label" "$what" "achieved $achieved chains/s; latency p50 / p95 / p99 $p50 / $p95 / $p99 s ($n chains observed)" "$(cpu "$tag")"
+  row "$what" "achieved $achieved chains/s; latency p50 / p95 / p99 $p50 / $p95 / $p99 s ($n chains observed)" "$(cpu "$tag")" "$(broker_cell "$tag")"
 }
 
-# total lag of group $2 on topic $3 at broker $1
-lag() { "$bin" groups lag "$2" --topic "$3" --set "kafka.bootstrap_servers=$1" | awk '/total lag/ {print $3}'; }
+# total lag of group $1 on topic $2
+lag() { "$bin" groups lag "$1" --topic "$2" | awk '/total lag/ {print $3}'; }
 
 # the latest "partitions assigned" log line in files $2... at or after the instant $1 (s since
 # the epoch), as seconds after it
@@ -168,20 +185,21 @@ PY
 }
 
 # $1 instances each of enrich and of the chains sink, in one group each, on a backlog of
-# $scale_chains fresh chains of the memory:// broker; one instance of each is stopped (SIGTERM)
+# $scale_chains fresh chains; one instance of each is stopped (SIGTERM)
 # after 3 s. Rows: the drain rate, how long the groups took to settle at the start and to
 # hand the stopped members' partitions over, and the counts in ClickHouse.
 scale() {
-  local k="$1" broker="127.0.0.1:$mem_port" tag="x$1" db="${database}_x$1" i started stopped secs
+  local k="$1" tag="x$1" db="${database}_x$1" i started stopped secs
   local eg="bench-$run_id-x$1-enrich" sg="bench-$run_id-x$1-sink" members=()
   CHAINFLOW_CLICKHOUSE__DATABASE="$db" "$bin" migrate >/dev/null
-  "$bin" groups reset "$eg" --to latest --topic market.option_chain --set "kafka.bootstrap_servers=$broker" >/dev/null
-  "$bin" groups reset "$sg-chains" --to latest --topic enriched.option_chain --set "kafka.bootstrap_servers=$broker" >/dev/null
-  "$bin" feed --chains "$scale_chains" --set "kafka.bootstrap_servers=$broker" >/dev/null
+  "$bin" groups reset "$eg" --to latest --topic market.option_chain >/dev/null
+  "$bin" groups reset "$sg-chains" --to latest --topic enriched.option_chain >/dev/null
+  "$bin" feed --chains "$scale_chains" >/dev/null
+  broker_from "$tag"
   started=$(date +%s.%N)
   for i in $(seq 1 "$k"); do
     for stage in enrich sink; do
-      RUST_LOG=info "$bin" $stage $([ $stage = sink ] && echo --stream chains) --set "kafka.bootstrap_servers=$broker" \
+      RUST_LOG=info "$bin" $stage $([ $stage = sink ] && echo --stream chains) \
         --set "clickhouse.database=$db" --set "enrich.group_id=$eg" --set "sink.group_id=$sg" \
         --set "observability.metrics_listen=" >/dev/null 2>"$work/$tag-$stage-$i.log" &
       members+=("$!")
@@ -190,9 +208,9 @@ scale() {
   sleep 3
   stopped=$(date +%s.%N)
   kill -TERM "${members[0]}" "${members[1]}"
-  until [ "$(lag "$broker" "$eg" market.option_chain)" = 0 ] && [ "$(lag "$broker" "$sg-chains" enriched.option_chain)" = 0 ]; do
+  until [ "$(lag "$eg" market.option_chain)" = 0 ] && [ "$(lag "$sg-chains" enriched.option_chain)" = 0 ]; do
     if [ "$(echo "$(date +%s.%N) - $started > 300" | bc)" = 1 ]; then
-      log "$k instances: not drained after 300 s (lag: enrich $(lag "$broker" "$eg" market.option_chain), sink $(lag "$broker" "$sg-chains" enriched.option_chain)); logs kept in target/bench-logs"
+      log "$k instances: not drained after 300 s (lag: enrich $(lag "$eg" market.option_chain), sink $(lag "$sg-chains" enriched.option_chain)); logs kept in target/bench-logs"
       mkdir -p target/bench-logs && cp "$work/$tag"-*.log target/bench-logs/
       break
     fi
@@ -207,79 +225,78 @@ scale() {
   local settle handover
   settle=$(last_assignment_after "$started" "$work/$tag"-*-1.log "$work/$tag"-*-[2-9].log)
   handover=$(last_assignment_after "$stopped" "$work/$tag"-*-[2-9].log)
-  row "nisshi 0.8.1 memory://" "$k × enrich and $k × chains sink (one of each stopped after 3 s), $scale_chains chains" \
-    "$(awk -v n="$scale_chains" -v s="$secs" 'BEGIN {printf "%.0f chains/s", n / s}'); groups settled in $settle s, stopped members' partitions taken over in $handover s; chain_snapshots: $final of $scale_chains (FINAL), $plain rows before merges" "—"
+  row "$k × enrich and $k × chains sink (one of each stopped after 3 s), $scale_chains chains" \
+    "$(awk -v n="$scale_chains" -v s="$secs" 'BEGIN {printf "%.0f chains/s", n / s}'); groups settled in $settle s, stopped members' partitions taken over in $handover s; chain_snapshots: $final of $scale_chains (FINAL), $plain rows before merges" "—" "$(broker_cell "$tag")"
   ch -q "DROP DATABASE $db"
 }
 
 rows=()
 row() {
-  local line="|" cell
+  local line="| $label |" cell
   for cell in "$@"; do line+=" $cell |"; done
   rows+=("$line")
 }
 cpu() { awk '{printf "%.1f s CPU (%.0f %% of one core), peak RSS %.0f MB", $2 + $3, 100 * ($2 + $3) / $1, $4 / 1024}' "$work/$1.time"; }
 
-for target in "memory:127.0.0.1:$mem_port" "sqlite:${CHAINFLOW_KAFKA__BOOTSTRAP_SERVERS:-127.0.0.1:9092}"; do
-  storage="${target%%:*}"
-  broker="${target#*:}"
-  label="nisshi 0.8.1 $storage://"
-  "$bin" topics --set "kafka.bootstrap_servers=$broker" >/dev/null
-  log "$label: feed alone, $chains chains"
-  timed "$broker" "feed-$storage" feed --chains "$chains"
-  feed_rate=$(awk '/market.option_chain/ {print $NF; exit}' "$work/feed-$storage.out" | tr -d '/s')
-  row "$label" "feed alone, $chains chains" "${feed_rate} chains/s" "$(cpu "feed-$storage")"
-  if [ "$storage" = memory ]; then
-    # each stage alone on the backlog the feed just wrote
-    log "$label: enrich alone on $chains chains"
-    "$bin" groups reset "bench-$run_id-iso-enrich" --to earliest --topic market.option_chain --set "kafka.bootstrap_servers=$broker" >/dev/null
-    secs=$(drain "$broker" "bench-$run_id-iso-enrich" market.option_chain iso-enrich enrich --set "enrich.group_id=bench-$run_id-iso-enrich")
-    enrich_rate=$(awk -v n="$chains" -v s="$secs" 'BEGIN {printf "%.0f", n / s}')
-    row "$label" "enrich alone (broker → broker), $chains chains" "$enrich_rate chains/s" "$(cpu iso-enrich)"
-    log "$label: the Python baseline of enrich on $python_chains chains"
-    python3 ops/bench/enrich_baseline.py "$broker" "$CHAINFLOW_REGISTRY__URL" "bench-$run_id-python" "$python_chains" \
-      "bench.python.enriched" >"$work/python.out"
-    python_rate=$(awk '{print $6}' "$work/python.out")
-    row "$label" "Python baseline of enrich (confluent-kafka 2.16.1, fastavro 1.12.1, vollib 1.0.11), $python_chains chains" \
-      "$python_rate chains/s; chainflow's enrich $(awk -v a="$enrich_rate" -v b="$python_rate" 'BEGIN {printf "%.0f", a / b}')× as fast" \
-      "$(awk '{printf "%s s CPU (one Python process)", $8}' "$work/python.out")"
-    log "$label: chains sink alone on $chains chains"
-    "$bin" groups reset "bench-$run_id-iso-sink-chains" --to earliest --topic enriched.option_chain --set "kafka.bootstrap_servers=$broker" >/dev/null
-    secs=$(drain "$broker" "bench-$run_id-iso-sink-chains" enriched.option_chain iso-sink sink --stream chains --set "sink.group_id=bench-$run_id-iso-sink")
-    row "$label" "chains sink alone (broker → ClickHouse), $chains chains" "$(awk -v n="$chains" -v s="$secs" 'BEGIN {printf "%.0f chains/s", n / s}')" "$(cpu iso-sink)"
-    log "clickhouse-client inserting the rows the chains sink wrote"
-    client_secs=$(client_insert)
-    row "ClickHouse only" "clickhouse-client inserting the same rows (RowBinary, one INSERT per table, native protocol)" \
-      "$(awk -v n="$chains" -v s="$client_secs" 'BEGIN {printf "%.2f s, %.0f chains/s", s, n / s}'); the sink $(awk -v a="$client_secs" -v b="$secs" 'BEGIN {printf "%.2f", a / b}')× its rate" "—"
-  fi
-  log "$label: end to end, $chains chains"
-  groups_at_end "$broker" "e2e-$storage"
-  timed "$broker" "e2e-$storage" run --chains "$chains"
-  e2e=$(grep -m1 'chains/s end to end' "$work/e2e-$storage.out" | sed -E 's/ +rate +//')
+"$bin" topics >/dev/null
+log "$label: feed alone, $chains chains"
+timed feed feed --chains "$chains"
+feed_rate=$(awk '/market.option_chain/ {print $NF; exit}' "$work/feed.out" | tr -d '/s')
+row "feed alone, $chains chains" "${feed_rate} chains/s" "$(cpu feed)" "$(broker_cell feed)"
+
+# each stage alone on the backlog the feed just wrote
+log "$label: enrich alone on $chains chains"
+"$bin" groups reset "bench-$run_id-iso-enrich" --to earliest --topic market.option_chain >/dev/null
+secs=$(drain "bench-$run_id-iso-enrich" market.option_chain iso-enrich enrich --set "enrich.group_id=bench-$run_id-iso-enrich")
+enrich_rate=$(awk -v n="$chains" -v s="$secs" 'BEGIN {printf "%.0f", n / s}')
+row "enrich alone (broker → broker), $chains chains" "$enrich_rate chains/s" "$(cpu iso-enrich)" "$(broker_cell iso-enrich)"
+log "$label: the Python baseline of enrich on $python_chains chains"
+python3 ops/bench/enrich_baseline.py "$broker" "$CHAINFLOW_REGISTRY__URL" "bench-$run_id-python" "$python_chains" \
+  "bench.python.enriched" >"$work/python.out"
+python_rate=$(awk '{print $6}' "$work/python.out")
+row "Python baseline of enrich (confluent-kafka 2.16.1, fastavro 1.12.1, vollib 1.0.11), $python_chains chains" \
+  "$python_rate chains/s; chainflow's enrich $(awk -v a="$enrich_rate" -v b="$python_rate" 'BEGIN {printf "%.0f", a / b}')× as fast" \
+  "$(awk '{printf "%s s CPU (one Python process)", $8}' "$work/python.out")" "—"
+log "$label: chains sink alone on $chains chains"
+"$bin" groups reset "bench-$run_id-iso-sink-chains" --to earliest --topic enriched.option_chain >/dev/null
+secs=$(drain "bench-$run_id-iso-sink-chains" enriched.option_chain iso-sink sink --stream chains --set "sink.group_id=bench-$run_id-iso-sink")
+row "chains sink alone (broker → ClickHouse), $chains chains" "$(awk -v n="$chains" -v s="$secs" 'BEGIN {printf "%.0f chains/s", n / s}')" "$(cpu iso-sink)" "$(broker_cell iso-sink)"
+log "clickhouse-client inserting the rows the chains sink wrote"
+client_secs=$(client_insert)
+row "clickhouse-client inserting the same rows (RowBinary, one INSERT per table, native protocol)" \
+  "$(awk -v n="$chains" -v s="$client_secs" 'BEGIN {printf "%.2f s, %.0f chains/s", s, n / s}'); the sink $(awk -v a="$client_secs" -v b="$secs" 'BEGIN {printf "%.2f", a / b}')× its rate" "—" "—"
+
+for mode in at-least-once exactly-once; do
+  tag="e2e-$mode"
+  extra=()
+  [ "$mode" = exactly-once ] && extra=(--set enrich.transactions=true)
+  log "$label: end to end ($mode), $chains chains"
+  groups_at_end "$tag"
+  timed "$tag" run --chains "$chains" "${extra[@]}"
+  e2e=$(grep -m1 'chains/s end to end' "$work/$tag.out" | sed -E 's/ +rate +//')
   e2e_rate=$(echo "$e2e" | awk '{print $1}')
   ratio=$(awk -v a="$e2e_rate" -v b="$feed_rate" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-  row "$label" "end to end (run), $chains chains" "$e2e; ${ratio}× the feed alone" "$(cpu "e2e-$storage")"
-  for offered in 200 2000; do
-    # the feed's --rate counts every message; chain snapshots are about 31 % of them
-    n=$((offered * (quick ? 5 : 15)))
-    log "$label: $offered chains/s offered, $n chains"
-    paced "$broker" "paced$offered-$storage" "$label" "$offered chains/s offered, $n chains" --chains "$n" --rate "$((offered * 100 / 31))"
-  done
-  if [ "$storage" = memory ] && [ "$quick" = 0 ]; then
-    log "$label: the simulator's spike profile (7 minutes)"
-    # the profile's 7 minutes are about 498,000 messages, 154,000 of them chains; after it the
-    # feed would go on at 200 msg/s
-    paced "$broker" "spike-$storage" "$label" "spike profile: 200 → 2,000 msg/s (62 → 620 chains/s) and back, 150000 chains (7 minutes)" --profile spike --chains 150000
-  fi
+  what="end to end (run), $chains chains"
+  [ "$mode" = exactly-once ] && what="end to end (run) with enrich.transactions = true, $chains chains"
+  row "$what" "$e2e; ${ratio}× the feed alone" "$(cpu "$tag")" "$(broker_cell "$tag")"
 done
-
+for offered in 200 2000; do
+  # the feed's --rate counts every message; chain snapshots are about 31 % of them
+  n=$((offered * (quick ? 5 : 15)))
+  log "$label: $offered chains/s offered, $n chains"
+  paced "paced$offered" "$offered chains/s offered, $n chains" --chains "$n" --rate "$((offered * 100 / 31))"
+done
 if [ "$quick" = 0 ]; then
+  log "$label: the simulator's spike profile (7 minutes)"
+  # the profile's 7 minutes are about 498,000 messages, 154,000 of them chains; after it the
+  # feed would go on at 200 msg/s
+  paced spike "spike profile: 200 → 2,000 msg/s (62 → 620 chains/s) and back, 150000 chains (7 minutes)" --profile spike --chains 150000
   for k in 2 4; do
-    log "nisshi 0.8.1 memory://: $k instances each of enrich and the chains sink, $scale_chains chains"
+    log "$label: $k instances each of enrich and the chains sink, $scale_chains chains"
     scale "$k"
   done
 fi
 
-echo "| broker and storage | what | result | chainflow process |"
-echo "|---|---|---|---|"
+echo "| broker and storage | what | result | chainflow process | broker process |"
+echo "|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
