@@ -218,7 +218,7 @@ status() {
     else state="down"; rc=1; fi
     printf '  %-11s 127.0.0.1:%-6s %s\n' "$name" "$port" "$state"
   }
-  row broker "$KAFKA_PORT" "$kafka_probe"
+  row broker "$KAFKA_PORT" "$kafka_probe"  # Apache Kafka, one KRaft node (controller on $KAFKA_CONTROLLER_PORT)
   row clickhouse "$CH_HTTP_PORT" "$clickhouse_probe"
   row registry "$REGISTRY_PORT" "$registry_probe"
   row prometheus "$PROMETHEUS_PORT" "$prometheus_probe"

@@ -396,3 +396,66 @@ async fn prune_drops_the_whole_months_before_the_date() {
         "January 2025 kept"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_its_topic_is_recreated_a_partition_is_not_held_to_batches_recorded_before() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let cfg = stack();
+    let names = Names::new("recreated");
+    let db = Database::create(&names);
+    groups_at_end(&names, false).await;
+    let product = names.product("REC");
+    let producer = Producer::new(&cfg);
+    let port = free_port();
+    // 1,000 ticks of one key, stored in batches the ledger recorded
+    let s = sink(&names, &db, port, false, &[]).await;
+    send_ticks(&producer, &product, 1..=1000).await;
+    db.wait_count("underlying_ticks", &format!("product = '{product}'"), 1000, 60)
+        .await;
+    let ended = s.terminate(Duration::from_secs(35));
+    assert!(ended.status.success(), "{}", ended.stderr);
+    // the topic deleted and created again: its offsets start over at 0
+    let admin: AdminClient<DefaultClientContext> = chainflow_kafka::producer_config(&cfg.kafka).create().unwrap();
+    for r in admin
+        .delete_topics(
+            &[UNDERLYING],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = chainflow(&["topics"]).output();
+        let recreated = ends(&consumer(&cfg, "test-recreated"), UNDERLYING, cfg.kafka.partitions).await;
+        if out.status.success() && recreated.iter().all(|&h| h == 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{UNDERLYING} was not recreated: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // ten new ticks, fewer than any batch recorded before: stored, not held to the old ends
+    let s = sink(&names, &db, port, false, &[]).await;
+    send_ticks(&producer, &product, 1001..=1010).await;
+    let condition = format!("product = '{product}'");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.count("underlying_ticks", true, &condition).await < 1010 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let stored = db.count("underlying_ticks", true, &condition).await;
+    let ended = s.terminate(Duration::from_secs(35));
+    assert_eq!(
+        stored, 1010,
+        "the new ticks were not stored within 30 s:\n{}",
+        ended.stderr
+    );
+    assert!(ended.status.success(), "{}", ended.stderr);
+    assert!(ended.stderr.contains("the partition was recreated"), "{}", ended.stderr);
+}

@@ -566,3 +566,74 @@ async fn after_transactional_writes_an_idle_pipeline_stays_ready_with_lag_0() {
         assert!(ended.status.success(), "{}", ended.stderr);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tools_read_committed_records_only_unless_asked() {
+    use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+    let cfg = stack();
+    let names = Names::new("isolation");
+    let topic = names.topic("ticks");
+    chainflow_kafka::ensure_topics(
+        &cfg.kafka,
+        &[chainflow_contract::topics::TopicSpec {
+            name: topic.clone(),
+            partitions: 1,
+            compacted: false,
+        }],
+    )
+    .await
+    .unwrap();
+    // ticks 1 and 3 in committed transactions, tick 2 in an aborted one
+    let codec = Producer::new(&cfg);
+    let producer: Arc<FutureProducer> = Arc::new(
+        chainflow_kafka::transactional_producer_config(&cfg.kafka, &names.group("isolation"), Duration::from_secs(10))
+            .create()
+            .unwrap(),
+    );
+    let timeout = Duration::from_secs(30);
+    chainflow_kafka::blocking::init_transactions(&producer, timeout)
+        .await
+        .unwrap();
+    let product = names.product("ISO");
+    for seq in 1..=3 {
+        let bytes = codec.encode(&common::tick(&product, seq, 50.0)).await;
+        producer.begin_transaction().unwrap();
+        producer
+            .send(FutureRecord::to(&topic).key(&product).payload(&bytes), timeout)
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        if seq == 2 {
+            chainflow_kafka::blocking::abort_transaction(&producer, timeout)
+                .await
+                .unwrap();
+        } else {
+            chainflow_kafka::blocking::commit_transaction(&producer, timeout)
+                .await
+                .unwrap();
+        }
+    }
+    let seqs = |extra: &[&str]| {
+        let mut args = vec!["tail", topic.as_str()];
+        args.extend_from_slice(extra);
+        let out = chainflow(&args).output();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect::<Vec<i64>>()
+    };
+    assert_eq!(seqs(&[]), vec![1, 3], "the aborted tick is not shown");
+    assert_eq!(seqs(&["--read-uncommitted"]), vec![1, 2, 3], "asked, it is");
+    // a replay's plan says how it reads
+    let out = chainflow(&["replay", "market.underlying", "--from", "latest", "--dry-run"]).output();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().next().is_some_and(|l| l.ends_with(", read_committed")),
+        "{text}"
+    );
+}

@@ -27,6 +27,10 @@ pub struct LedgerRow {
     pub recorded_at_us: u64,
 }
 
+/// The `first_offset` of a partition's restart mark: batches recorded before the latest
+/// mark are never re-formed (the records at their offsets are others now).
+pub const RESTART_MARK: i64 = -1;
+
 /// A batch recorded but not committed: it is re-formed before anything else is read.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, clickhouse::Row)]
 pub struct Recorded {
@@ -36,6 +40,8 @@ pub struct Recorded {
     pub last_offset: i64,
     /// The token it was recorded with.
     pub token: String,
+    /// When it was recorded, µs since the epoch.
+    pub recorded_at_us: u64,
 }
 
 /// The ledger of one consumer group.
@@ -75,20 +81,48 @@ impl Ledger {
         insert.end().await.map_err(|e| classify(&e))
     }
 
-    /// The batches of `topic`/`partition` recorded at or after `from` (the committed offset),
-    /// in offset order.
+    /// The batches of `topic`/`partition` recorded at or after `from` (the committed offset)
+    /// since the partition's latest restart mark, in offset order.
     pub async fn pending(&self, topic: &str, partition: i32, from: i64) -> Result<Vec<Recorded>, Failure> {
         self.client
             .query(
-                "SELECT first_offset, last_offset, token FROM sink_batches FINAL \
-                 WHERE group_id = ? AND topic = ? AND partition = ? AND first_offset >= ? ORDER BY first_offset",
+                "SELECT first_offset, last_offset, token, recorded_at_us FROM sink_batches FINAL \
+                 WHERE group_id = ? AND topic = ? AND partition = ? AND first_offset >= ? \
+                 AND recorded_at_us > (SELECT max(recorded_at_us) FROM sink_batches \
+                     WHERE group_id = ? AND topic = ? AND partition = ? AND first_offset = ?) \
+                 ORDER BY first_offset",
             )
             .bind(&self.group)
             .bind(topic)
             .bind(partition)
             .bind(from)
+            .bind(&self.group)
+            .bind(topic)
+            .bind(partition)
+            .bind(RESTART_MARK)
             .fetch_all()
             .await
             .map_err(|e| classify(&e))
+    }
+
+    /// Marks `topic`/`partition` restarted: every batch recorded until now is left alone
+    /// for good. For a partition read from below its group's committed offset: the topic
+    /// was deleted and created again (its offsets start over, under other records), or the
+    /// group's offsets were moved back.
+    pub async fn restart(&self, topic: &str, partition: i32) -> Result<(), Failure> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        self.record(&[LedgerRow {
+            group_id: self.group.clone(),
+            topic: topic.to_string(),
+            partition,
+            first_offset: RESTART_MARK,
+            last_offset: RESTART_MARK,
+            records: 0,
+            token: String::new(),
+            recorded_at_us: now,
+        }])
+        .await
     }
 }

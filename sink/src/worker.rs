@@ -450,17 +450,7 @@ impl<S: Stream> Worker<S> {
         StageStats::add(&self.stats.records_in, 1);
         metrics::counter!("chainflow_records_in_total", "stage" => S::STAGE, "topic" => tp.0.clone()).increment(1);
         if !self.recorded.contains_key(&tp) {
-            let ledger = self.io.ledger.clone();
-            let (ledger, topic, partition) = (&ledger, tp.0.as_str(), tp.1);
-            let pending = self
-                .retry(ctx, "reading the ledger", None, OnStop::Abandon, || {
-                    ledger.pending(topic, partition, offset)
-                })
-                .await?
-                .unwrap_or_default();
-            if !pending.is_empty() {
-                tracing::info!(stream = S::NAME, topic = %tp.0, partition = tp.1, batches = pending.len(), "re-forming batches recorded but not committed");
-            }
+            let pending = self.recorded_batches(&tp, &msg, ctx).await?;
             self.recorded.insert(tp.clone(), pending.into());
         }
         let io = self.io.clone();
@@ -532,6 +522,66 @@ impl<S: Stream> Worker<S> {
         batch.push(Entry { message: msg, rows }, count, bytes);
         self.next.insert(tp, offset + 1);
         Ok(())
+    }
+
+    /// The batches the ledger recorded for `tp` from `msg` on (the first record read since
+    /// the partition was assigned), to be re-formed; none when they belong to a topic that
+    /// was deleted and created again (its offsets start over, under other records), and
+    /// then the partition's ledger is marked restarted, so that they are never re-formed
+    /// later either. Recreation is seen two ways: the partition is read from below the
+    /// group's committed offset (a broker that keeps a deleted topic's offsets, or offsets
+    /// moved back), or, the group having no committed offset (Apache Kafka deletes them
+    /// with the topic), the record was written after every recorded batch was recorded.
+    async fn recorded_batches(&mut self, tp: &Tp, msg: &OwnedMessage, ctx: &StageContext) -> Result<Vec<Recorded>> {
+        let ledger = self.io.ledger.clone();
+        let (ledger, topic, partition, offset) = (&ledger, tp.0.as_str(), tp.1, msg.offset());
+        let pending = self
+            .retry(ctx, "reading the ledger", None, OnStop::Abandon, || {
+                ledger.pending(topic, partition, offset)
+            })
+            .await?
+            .unwrap_or_default();
+        if pending.is_empty() {
+            return Ok(pending);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let committed = blocking::committed_offsets(&self.consumer, tpl, OFFSETS_TIMEOUT)
+            .await
+            .ok()
+            .and_then(|c| match c.find_partition(topic, partition)?.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            });
+        let written_us = msg.timestamp().to_millis().map(|ms| ms.saturating_mul(1000));
+        let newest_us = pending.iter().map(|r| r.recorded_at_us).max().unwrap_or(0);
+        let recreated = match committed {
+            Some(c) => offset < c,
+            None => written_us.is_some_and(|w| w > newest_us as i64),
+        };
+        if !recreated {
+            tracing::info!(
+                stream = S::NAME,
+                topic,
+                partition,
+                batches = pending.len(),
+                "re-forming batches recorded but not committed"
+            );
+            return Ok(pending);
+        }
+        tracing::warn!(
+            stream = S::NAME,
+            topic,
+            partition,
+            offset,
+            ?committed,
+            "the partition was recreated (or its offsets moved back): the batches recorded before are not re-formed"
+        );
+        self.retry(ctx, "marking the ledger restarted", None, OnStop::Abandon, || {
+            ledger.restart(topic, partition)
+        })
+        .await?;
+        Ok(Vec::new())
     }
 
     /// Lands the flush in flight, then starts one of every batch but re-formed ones that have
