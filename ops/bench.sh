@@ -239,6 +239,11 @@ row() {
 cpu() { awk '{printf "%.1f s CPU (%.0f %% of one core), peak RSS %.0f MB", $2 + $3, 100 * ($2 + $3) / $1, $4 / 1024}' "$work/$1.time"; }
 
 "$bin" topics >/dev/null
+# the groups of each stage alone start where the topics end now: they read this run's
+# backlog only, whatever the stack's topics already hold
+"$bin" groups reset "bench-$run_id-iso-enrich" --to latest --topic market.option_chain >/dev/null
+"$bin" groups reset "bench-$run_id-iso-sink-chains" --to latest --topic enriched.option_chain >/dev/null
+"$bin" groups reset "bench-$run_id-python" --to latest --topic market.option_chain >/dev/null
 log "$label: feed alone, $chains chains"
 timed feed feed --chains "$chains"
 feed_rate=$(awk '/market.option_chain/ {print $NF; exit}' "$work/feed.out" | tr -d '/s')
@@ -246,7 +251,6 @@ row "feed alone, $chains chains" "${feed_rate} chains/s" "$(cpu feed)" "$(broker
 
 # each stage alone on the backlog the feed just wrote
 log "$label: enrich alone on $chains chains"
-"$bin" groups reset "bench-$run_id-iso-enrich" --to earliest --topic market.option_chain >/dev/null
 secs=$(drain "bench-$run_id-iso-enrich" market.option_chain iso-enrich enrich --set "enrich.group_id=bench-$run_id-iso-enrich")
 enrich_rate=$(awk -v n="$chains" -v s="$secs" 'BEGIN {printf "%.0f", n / s}')
 row "enrich alone (broker → broker), $chains chains" "$enrich_rate chains/s" "$(cpu iso-enrich)" "$(broker_cell iso-enrich)"
@@ -258,7 +262,6 @@ row "Python baseline of enrich (confluent-kafka 2.16.1, fastavro 1.12.1, vollib 
   "$python_rate chains/s; chainflow's enrich $(awk -v a="$enrich_rate" -v b="$python_rate" 'BEGIN {printf "%.0f", a / b}')× as fast" \
   "$(awk '{printf "%s s CPU (one Python process)", $8}' "$work/python.out")" "—"
 log "$label: chains sink alone on $chains chains"
-"$bin" groups reset "bench-$run_id-iso-sink-chains" --to earliest --topic enriched.option_chain >/dev/null
 secs=$(drain "bench-$run_id-iso-sink-chains" enriched.option_chain iso-sink sink --stream chains --set "sink.group_id=bench-$run_id-iso-sink")
 row "chains sink alone (broker → ClickHouse), $chains chains" "$(awk -v n="$chains" -v s="$secs" 'BEGIN {printf "%.0f chains/s", n / s}')" "$(cpu iso-sink)" "$(broker_cell iso-sink)"
 log "clickhouse-client inserting the rows the chains sink wrote"

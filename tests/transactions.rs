@@ -21,7 +21,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,19 +40,64 @@ fn products(names: &Names, n: usize) -> (PathBuf, Vec<String>) {
     (path, products)
 }
 
-/// One transactional enricher of the test: group `group`, instance `instance`, metrics on
-/// `port`, with `env` on top.
-fn enricher(path: &Path, group: &str, instance: &str, port: u16, env: &[(&str, &str)]) -> Proc {
-    let mut cmd = chainflow(&["enrich"])
-        .config(path)
-        .env("CHAINFLOW_ENRICH__GROUP_ID", group)
-        .env("CHAINFLOW_ENRICH__TRANSACTIONS", "true")
-        .env("CHAINFLOW_ENRICH__INSTANCE_ID", instance)
-        .env("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", format!("127.0.0.1:{port}"));
-    for (k, v) in env {
-        cmd = cmd.env(k, v);
+/// One test's enrich group, on products of its own, and where `enriched.option_chain`
+/// ended (for read_committed readers) when the test began.
+struct Case {
+    cfg: Config,
+    names: Names,
+    group: String,
+    path: PathBuf,
+    products: Vec<String>,
+    enriched_starts: Vec<i64>,
+}
+
+impl Case {
+    /// The case of test `test`, with `n` products; its group at the end of the raw topic.
+    async fn new(test: &str, n: usize) -> Self {
+        let cfg = stack();
+        let names = Names::new(test);
+        let group = names.group("enrich");
+        group_at_end(&cfg, &group, OPTION_CHAIN).await;
+        let (path, products) = products(&names, n);
+        let enriched_starts = committed_ends(&cfg, ENRICHED_CHAIN).await;
+        Self {
+            cfg,
+            names,
+            group,
+            path,
+            products,
+            enriched_starts,
+        }
     }
-    cmd.spawn()
+
+    /// A transactional enricher of the case's group, instance `instance`, metrics on
+    /// `port`, with `env` on top; once it is ready.
+    async fn enricher(&self, instance: &str, port: u16, env: &[(&str, &str)]) -> Proc {
+        let mut cmd = chainflow(&["enrich"])
+            .config(&self.path)
+            .env("CHAINFLOW_ENRICH__GROUP_ID", &self.group)
+            .env("CHAINFLOW_ENRICH__TRANSACTIONS", "true")
+            .env("CHAINFLOW_ENRICH__INSTANCE_ID", instance)
+            .env("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", format!("127.0.0.1:{port}"));
+        for (k, v) in env {
+            cmd = cmd.env(k, v);
+        }
+        let p = cmd.spawn();
+        wait_http(&format!("http://127.0.0.1:{port}/readyz"), 60).await;
+        p
+    }
+
+    /// How many times a read_committed reader of `enriched.option_chain` sees each of the
+    /// case's chains, until `want` are seen (or `secs` pass).
+    fn enriched(&self, want: usize, secs: u64) -> BTreeMap<String, u32> {
+        let reader = committed_reader(&self.cfg, ENRICHED_CHAIN, &self.enriched_starts);
+        count_ids(&reader, want, secs, |m| enriched_id(m, &self.products))
+    }
+
+    /// Sends a chain of each of `products` for each of `rounds`; their ids.
+    async fn send(&self, products: &[String], rounds: std::ops::RangeInclusive<i64>) -> Vec<String> {
+        send_chains(&self.cfg, products, rounds).await
+    }
 }
 
 /// A read_committed reader of `topic` from `starts` (one offset per partition), as a
@@ -243,43 +288,31 @@ async fn a_broker_that_refuses_transactions_stops_enrich_with_exit_2_naming_the_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_chain_is_enriched_exactly_once_while_enrich_is_killed_five_times() {
-    let cfg = stack();
-    let names = Names::new("killed");
-    let group = names.group("enrich");
-    group_at_end(&cfg, &group, OPTION_CHAIN).await;
-    let (path, products) = products(&names, 12);
-    let (raw_starts, enriched_starts) = (
-        committed_ends(&cfg, OPTION_CHAIN).await,
-        committed_ends(&cfg, ENRICHED_CHAIN).await,
-    );
+    let case = Case::new("killed", 12).await;
+    let raw_starts = committed_ends(&case.cfg, OPTION_CHAIN).await;
     let port = free_port();
-    let start = || enricher(&path, &group, "killed-0", port, &[]);
-    let mut enrich = start();
-    wait_http(&format!("http://127.0.0.1:{port}/readyz"), 60).await;
+    let mut enrich = case.enricher("killed-0", port, &[]).await;
     // 3,000 chains over about a minute (with 12 products, chains are about 35 % of the
     // feed's messages)
     let mut feed = chainflow(&["feed", "--chains", "3000", "--rate", "150", "--seed", "26"])
-        .config(&path)
+        .config(&case.path)
         .spawn();
     for kill in 1..=5 {
         tokio::time::sleep(Duration::from_secs(4)).await;
         assert!(feed.running(), "the feed is still writing at kill {kill}");
         enrich.signal("KILL");
         drop(enrich);
-        enrich = start();
-        wait_http(&format!("http://127.0.0.1:{port}/readyz"), 60).await;
+        enrich = case.enricher("killed-0", port, &[]).await;
     }
     let fed = feed.wait(Duration::from_secs(120));
     assert!(fed.status.success(), "{}", fed.stderr);
-    let expected = raw_ids(&cfg, &raw_starts, &products, 3000).await;
+    let expected = raw_ids(&case.cfg, &raw_starts, &case.products, 3000).await;
     assert_eq!(
         expected.len(),
         3000,
         "the feed wrote 3,000 chains of the test's products"
     );
-    let reader = committed_reader(&cfg, ENRICHED_CHAIN, &enriched_starts);
-    let seen = count_ids(&reader, expected.len(), 120, |m| enriched_id(m, &products));
-    exactly_once(&expected, &seen);
+    exactly_once(&expected, &case.enriched(expected.len(), 120));
     let ended = enrich.terminate(Duration::from_secs(35));
     assert!(ended.status.success(), "{}", ended.stderr);
 }
@@ -290,32 +323,24 @@ async fn every_chain_is_enriched_exactly_once_while_enrich_is_killed_five_times(
 /// (its generation is gone) and aborts: nothing it sent becomes visible, every chain is
 /// there once.
 async fn a_frozen_member_is_fenced(protocol: GroupProtocol) {
-    let cfg = stack();
-    let names = Names::new("fenced");
-    let group = names.group("enrich");
-    group_at_end(&cfg, &group, OPTION_CHAIN).await;
-    let (path, products) = products(&names, 12);
-    let enriched_starts = committed_ends(&cfg, ENRICHED_CHAIN).await;
+    let case = Case::new("fenced", 12).await;
     let protocol = match protocol {
         GroupProtocol::Classic => "classic",
         GroupProtocol::Consumer => "consumer",
     };
     let env = [("CHAINFLOW_KAFKA__GROUP_PROTOCOL", protocol)];
     let ports = [free_port(), free_port(), free_port()];
-    let a = enricher(&path, &group, "a", ports[0], &env);
-    let b = enricher(&path, &group, "b", ports[1], &env);
+    let a = case.enricher("a", ports[0], &env).await;
+    let b = case.enricher("b", ports[1], &env).await;
     let frozen_env = [env[0], ("CHAINFLOW_FAULTS", "enrich.send_offsets=stop")];
-    let c = enricher(&path, &group, "c", ports[2], &frozen_env);
-    for port in ports {
-        wait_http(&format!("http://127.0.0.1:{port}/readyz"), 60).await;
-    }
+    let c = case.enricher("c", ports[2], &frozen_env).await;
     // every member has partitions before the chains arrive
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut expected = send_chains(&cfg, &products, 1..=5).await;
+    let mut expected = case.send(&case.products, 1..=5).await;
     wait_stopped(c.pid(), 60);
     // past the session timeout (6 s): the group moves c's partitions to a and b
     tokio::time::sleep(Duration::from_secs(10)).await;
-    expected.extend(send_chains(&cfg, &products[..6], 6..=6).await);
+    expected.extend(case.send(&case.products[..6], 6..=6).await);
     kill("CONT", c.pid());
     let deadline = Instant::now() + Duration::from_secs(30);
     while metric(ports[2], "chainflow_enrich_fenced_total{by=\"group\"}").await < 1.0 {
@@ -329,9 +354,7 @@ async fn a_frozen_member_is_fenced(protocol: GroupProtocol) {
         metric(ports[2], "chainflow_enrich_transactions_total{outcome=\"aborted\"}").await >= 1.0,
         "c aborted the transaction it held"
     );
-    let reader = committed_reader(&cfg, ENRICHED_CHAIN, &enriched_starts);
-    let seen = count_ids(&reader, expected.len(), 90, |m| enriched_id(m, &products));
-    exactly_once(&expected, &seen);
+    exactly_once(&expected, &case.enriched(expected.len(), 90));
     for p in [a, b, c] {
         let ended = p.terminate(Duration::from_secs(35));
         assert!(ended.status.success(), "{}", ended.stderr);
@@ -350,26 +373,15 @@ async fn a_frozen_member_is_fenced_and_nothing_it_sent_becomes_visible_consumer_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_commit_that_times_out_against_a_frozen_broker_is_called_again_and_lands_once() {
-    let cfg = stack();
-    let names = Names::new("committimeout");
-    let group = names.group("enrich");
-    group_at_end(&cfg, &group, OPTION_CHAIN).await;
-    let (path, products) = products(&names, 4);
-    let enriched_starts = committed_ends(&cfg, ENRICHED_CHAIN).await;
+    let case = Case::new("committimeout", 4).await;
     let port = free_port();
     // the enricher stops itself with the offsets in the transaction, about to commit it
-    let enrich = enricher(
-        &path,
-        &group,
-        "0",
-        port,
-        &[
-            ("CHAINFLOW_FAULTS", "enrich.commit_transaction=stop"),
-            ("CHAINFLOW_ENRICH__TRANSACTION_TIMEOUT_MS", "60000"),
-        ],
-    );
-    wait_http(&format!("http://127.0.0.1:{port}/readyz"), 60).await;
-    let mut expected = send_chains(&cfg, &products, 1..=3).await;
+    let faults = [
+        ("CHAINFLOW_FAULTS", "enrich.commit_transaction=stop"),
+        ("CHAINFLOW_ENRICH__TRANSACTION_TIMEOUT_MS", "60000"),
+    ];
+    let enrich = case.enricher("0", port, &faults).await;
+    let mut expected = case.send(&case.products, 1..=3).await;
     wait_stopped(enrich.pid(), 60);
     // the broker freezes; the commit runs against it and times out (5 s a call), twice
     let broker = stack_pid("broker");
@@ -377,10 +389,8 @@ async fn a_commit_that_times_out_against_a_frozen_broker_is_called_again_and_lan
     kill("CONT", enrich.pid());
     tokio::time::sleep(Duration::from_secs(12)).await;
     kill("CONT", broker);
-    expected.extend(send_chains(&cfg, &products, 4..=4).await);
-    let reader = committed_reader(&cfg, ENRICHED_CHAIN, &enriched_starts);
-    let seen = count_ids(&reader, expected.len(), 90, |m| enriched_id(m, &products));
-    exactly_once(&expected, &seen);
+    expected.extend(case.send(&case.products, 4..=4).await);
+    exactly_once(&expected, &case.enriched(expected.len(), 90));
     let retried = metric(port, "chainflow_enrich_transaction_retries_total{call=\"commit\"}").await;
     assert!(retried >= 1.0, "the timed-out commit was called again ({retried})");
     let ended = enrich.terminate(Duration::from_secs(35));
@@ -389,36 +399,23 @@ async fn a_commit_that_times_out_against_a_frozen_broker_is_called_again_and_lan
 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_failed_rewind_enrich_reads_nothing_past_the_aborted_records() {
-    let cfg = stack();
-    let names = Names::new("rewind");
-    let group = names.group("enrich");
-    group_at_end(&cfg, &group, OPTION_CHAIN).await;
-    let (path, products) = products(&names, 4);
-    let enriched_starts = committed_ends(&cfg, ENRICHED_CHAIN).await;
+    let case = Case::new("rewind", 4).await;
     let port = free_port();
     // the first transaction fails before its commit (and is aborted), and the rewind to the
     // committed offsets fails three times after it, as with a broker that does not answer
-    let enrich = enricher(
-        &path,
-        &group,
-        "0",
-        port,
-        &[(
-            "CHAINFLOW_FAULTS",
-            "enrich.commit_transaction=fail,enrich.rewind=fail*3",
-        )],
-    );
-    wait_http(&format!("http://127.0.0.1:{port}/readyz"), 60).await;
-    let mut expected = send_chains(&cfg, &products, 1..=3).await;
+    let faults = [(
+        "CHAINFLOW_FAULTS",
+        "enrich.commit_transaction=fail,enrich.rewind=fail*3",
+    )];
+    let enrich = case.enricher("0", port, &faults).await;
+    let mut expected = case.send(&case.products, 1..=3).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while metric(port, "chainflow_enrich_transactions_total{outcome=\"aborted\"}").await < 1.0 {
         assert!(Instant::now() < deadline, "the first transaction was not aborted");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    expected.extend(send_chains(&cfg, &products, 4..=6).await);
-    let reader = committed_reader(&cfg, ENRICHED_CHAIN, &enriched_starts);
-    let seen = count_ids(&reader, expected.len(), 90, |m| enriched_id(m, &products));
-    exactly_once(&expected, &seen);
+    expected.extend(case.send(&case.products, 4..=6).await);
+    exactly_once(&expected, &case.enriched(expected.len(), 90));
     let ended = enrich.terminate(Duration::from_secs(35));
     assert!(ended.status.success(), "{}", ended.stderr);
 }
@@ -427,15 +424,8 @@ async fn after_a_failed_rewind_enrich_reads_nothing_past_the_aborted_records() {
 /// `max.message.bytes`, though within the producer's `message.max.bytes`) between good
 /// chains: dead-lettered once, the good chains enriched once.
 async fn a_chain_the_broker_refuses(transactions: bool) {
-    let cfg = stack();
-    let names = Names::new(if transactions { "refusedtx" } else { "refusedplain" });
-    let group = names.group("enrich");
-    group_at_end(&cfg, &group, OPTION_CHAIN).await;
-    let (path, products) = products(&names, 1);
-    let (enriched_starts, dlq_starts) = (
-        committed_ends(&cfg, ENRICHED_CHAIN).await,
-        committed_ends(&cfg, &dlq(OPTION_CHAIN)).await,
-    );
+    let case = Case::new(if transactions { "refusedtx" } else { "refusedplain" }, 1).await;
+    let dlq_starts = committed_ends(&case.cfg, &dlq(OPTION_CHAIN)).await;
     let port = free_port();
     let transactions = transactions.to_string();
     let env = [
@@ -445,13 +435,12 @@ async fn a_chain_the_broker_refuses(transactions: bool) {
         ("CHAINFLOW_KAFKA__PROPERTIES__MESSAGE_MAX_BYTES", "8000000"),
         ("CHAINFLOW_KAFKA__PROPERTIES__COMPRESSION_TYPE", "none"),
     ];
-    let enrich = enricher(&path, &group, "0", port, &env);
-    wait_http(&format!("http://127.0.0.1:{port}/readyz"), 60).await;
-    let producer = Producer::new(&cfg);
+    let enrich = case.enricher("0", port, &env).await;
+    let producer = Producer::new(&case.cfg);
     let mut expected = Vec::new();
     let mut big_id = String::new();
     for (seq, strikes) in [(1, 11), (2, 11), (3, 6000), (4, 11), (5, 11)] {
-        let c = chain(&products[0], seq, strikes);
+        let c = chain(&case.products[0], seq, strikes);
         producer
             .send_raw(OPTION_CHAIN, &c.key(), &producer.encode(&c).await)
             .await;
@@ -462,9 +451,8 @@ async fn a_chain_the_broker_refuses(transactions: bool) {
             expected.push(id);
         }
     }
-    let reader = committed_reader(&cfg, ENRICHED_CHAIN, &enriched_starts);
-    let seen = count_ids(&reader, expected.len(), 90, |m| enriched_id(m, &products));
-    let letters = committed_reader(&cfg, &dlq(OPTION_CHAIN), &dlq_starts);
+    let seen = case.enriched(expected.len(), 90);
+    let letters = committed_reader(&case.cfg, &dlq(OPTION_CHAIN), &dlq_starts);
     let dead = count_ids(&letters, 1, 30, |m| {
         let header = |name: &str| {
             m.headers()?
@@ -474,7 +462,7 @@ async fn a_chain_the_broker_refuses(transactions: bool) {
                 .map(|v| String::from_utf8_lossy(v).into_owned())
         };
         let key = String::from_utf8_lossy(m.key()?).into_owned();
-        (key.starts_with(&products[0]) && header("chainflow.error.kind").as_deref() == Some("too_large"))
+        (key.starts_with(&case.products[0]) && header("chainflow.error.kind").as_deref() == Some("too_large"))
             .then(|| header("chainflow.error.message").unwrap_or_default())
     });
     let ended = enrich.terminate(Duration::from_secs(35));
@@ -506,19 +494,15 @@ async fn a_chain_the_broker_refuses_as_too_large_is_dead_lettered_without_transa
 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_transactional_writes_an_idle_pipeline_stays_ready_with_lag_0() {
-    let cfg = stack();
-    let names = Names::new("idle");
-    let (path, products) = products(&names, 4);
-    let group = names.group("enrich");
-    group_at_end(&cfg, &group, OPTION_CHAIN).await;
-    let sink_group = names.group("sink");
-    group_at_end(&cfg, &format!("{sink_group}-chains"), ENRICHED_CHAIN).await;
-    let db = Database::create(&names);
+    let case = Case::new("idle", 4).await;
+    let sink_group = case.names.group("sink");
+    group_at_end(&case.cfg, &format!("{sink_group}-chains"), ENRICHED_CHAIN).await;
+    let db = Database::create(&case.names);
     let (enrich_port, sink_port) = (free_port(), free_port());
-    let enrich = enricher(&path, &group, "0", enrich_port, &[]);
+    let enrich = case.enricher("0", enrich_port, &[]).await;
     let stall_after_ms: u64 = 2000;
     let sink = chainflow(&["sink", "--stream", "chains"])
-        .config(&path)
+        .config(&case.path)
         .env("CHAINFLOW_SINK__GROUP_ID", &sink_group)
         .env("CHAINFLOW_SINK__STALL_AFTER_MS", stall_after_ms.to_string())
         .env("CHAINFLOW_CLICKHOUSE__DATABASE", &db.name)
@@ -527,10 +511,8 @@ async fn after_transactional_writes_an_idle_pipeline_stays_ready_with_lag_0() {
             format!("127.0.0.1:{sink_port}"),
         )
         .spawn();
-    for port in [enrich_port, sink_port] {
-        wait_http(&format!("http://127.0.0.1:{port}/readyz"), 60).await;
-    }
-    let sent = send_chains(&cfg, &products, 1..=10).await;
+    wait_http(&format!("http://127.0.0.1:{sink_port}/readyz"), 60).await;
+    let sent = case.send(&case.products, 1..=10).await;
     db.wait_count("chain_snapshots", "1", sent.len() as u64, 60).await;
     // idle for three stall thresholds: ready all along, no stall, no lag
     let readyz = format!("http://127.0.0.1:{sink_port}/readyz");
