@@ -50,8 +50,15 @@ else
   log "apache kafka $KAFKA_VERSION: fetching its jars from Maven Central into $KAFKA_LIBS"
   partial="$KAFKA_LIBS.partial"
   rm -rf "$partial"
-  mvn -B -q -Dstyle.color=never -f "$ROOT/ops/kafka/pom.xml" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$partial"
+  mvn_log="$(mktemp)"
+  if ! mvn -B -q -f "$ROOT/ops/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$partial" >"$mvn_log" 2>&1; then
+    cat "$mvn_log" >&2
+    rm -f "$mvn_log"
+    echo "[install] error: fetching Apache Kafka's jars from Maven Central failed (above)" >&2
+    exit 1
+  fi
+  rm -f "$mvn_log"
   rm -rf "$KAFKA_LIBS"
   mv "$partial" "$KAFKA_LIBS"
   touch "$KAFKA_LIBS/.complete"

@@ -554,17 +554,7 @@ async fn the_tools_read_committed_records_only_unless_asked() {
     use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
     let cfg = stack();
     let names = Names::new("isolation");
-    let topic = names.topic("ticks");
-    chainflow_kafka::ensure_topics(
-        &cfg.kafka,
-        &[chainflow_contract::topics::TopicSpec {
-            name: topic.clone(),
-            partitions: 1,
-            compacted: false,
-        }],
-    )
-    .await
-    .unwrap();
+    let topic = chainflow_contract::topics::UNDERLYING;
     // ticks 1 and 3 in committed transactions, tick 2 in an aborted one
     let codec = Producer::new(&cfg);
     let producer: Arc<FutureProducer> = Arc::new(
@@ -577,14 +567,16 @@ async fn the_tools_read_committed_records_only_unless_asked() {
         .await
         .unwrap();
     let product = names.product("ISO");
+    let mut first = None;
     for seq in 1..=3 {
         let bytes = codec.encode(&common::tick(&product, seq, 50.0)).await;
         producer.begin_transaction().unwrap();
-        producer
-            .send(FutureRecord::to(&topic).key(&product).payload(&bytes), timeout)
+        let delivered = producer
+            .send(FutureRecord::to(topic).key(&product).payload(&bytes), timeout)
             .await
             .map_err(|(e, _)| e)
             .unwrap();
+        first.get_or_insert(delivered);
         if seq == 2 {
             chainflow_kafka::blocking::abort_transaction(&producer, timeout)
                 .await
@@ -595,8 +587,10 @@ async fn the_tools_read_committed_records_only_unless_asked() {
                 .unwrap();
         }
     }
+    let first = first.unwrap();
+    let from = format!("{}:{}", first.partition, first.offset);
     let seqs = |extra: &[&str]| {
-        let mut args = vec!["tail", topic.as_str()];
+        let mut args = vec!["tail", topic, "--from", &from, "--key", &product];
         args.extend_from_slice(extra);
         let out = chainflow(&args).output();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
