@@ -3,7 +3,9 @@
 #   install      what is missing on this machine (ops/install.sh, idempotent)
 #   format       cargo fmt --check
 #   lint         cargo clippy on every target, warnings are errors
-#   layering     the pure analytics crate links no I/O (cargo tree)
+#   layering     the crates' dependency rules of docs/architecture.md (tests/layering.rs,
+#                on cargo metadata): floors, no I/O under the analytics, the option maths
+#                only in the stages that price
 #   unit         cargo test --workspace: unit and pure tests, nothing started
 #   stack        the local stack (ops/stack.sh up), started if needed
 #   integration  the tests behind the `stack` feature, against the real broker, registry
@@ -50,12 +52,7 @@ phase lint
 cargo clippy --workspace --all-targets --features stack --quiet -- -D warnings
 
 phase layering
-forbidden='^(tokio|reqwest|hyper|rdkafka|clickhouse) '
-if cargo tree -p chainflow-analytics -e normal --prefix none | grep -E "$forbidden"; then
-  echo "chainflow-analytics must stay pure: it links the crates above (docs/architecture.md)" >&2
-  exit 1
-fi
-echo "chainflow-analytics links none of tokio, reqwest, hyper, rdkafka, clickhouse"
+cargo test --quiet --test layering
 
 phase unit
 run_tests --workspace --quiet

@@ -6,7 +6,8 @@
 
 #![allow(missing_docs, reason = "criterion_group! generates the undocumented entry point")]
 
-use chainflow_analytics::{analyze, bsm, ChainParams, ProductTerms, Valuation};
+use chainflow_analytics::{analyze, bsm, ChainParams, Valuation};
+use chainflow_contract::ProductTerms;
 use chainflow_contract::{OptionChain, OptionType, Quote, StrikeQuotes};
 use criterion::{criterion_group, criterion_main, Criterion};
 use implied_vol::{DefaultSpecialFn, ImpliedBlackVolatility};

@@ -1,7 +1,7 @@
 //! One raw chain in, its enriched form out: validation, analytics and provenance.
 
-use crate::terms::ProductTerms;
 use crate::{analyze, validate, ChainParams, InvalidChain, ANALYTICS_VERSION};
+use chainflow_contract::ProductTerms;
 use chainflow_contract::{EnrichedOptionChain, OptionChain};
 use std::collections::BTreeMap;
 

@@ -13,7 +13,6 @@ mod metrics;
 pub mod normal;
 mod options;
 mod price;
-mod terms;
 mod validate;
 
 pub use chain::{enrich_chain, Source};
@@ -21,10 +20,9 @@ pub use iv::{Greeks, Valuation};
 pub use metrics::{atm_iv, chain_metrics, max_pain, skew_25d, ChainMetrics};
 pub use options::enrich_options;
 pub use price::{select_price, PriceChoice};
-pub use terms::{year_fraction, ProductTerms, YEAR_SECONDS};
 pub use validate::{validate, InvalidChain};
 
-use chainflow_contract::{EnrichedStrike, OptionChain};
+use chainflow_contract::{EnrichedStrike, OptionChain, ProductTerms};
 
 /// Version of these definitions, recorded on every enriched chain.
 pub const ANALYTICS_VERSION: &str = "2";

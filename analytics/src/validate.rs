@@ -1,8 +1,8 @@
 //! What makes a chain invalid (`docs/analytics.md`): such chains go to the dead-letter topic.
 
-use crate::terms::ProductTerms;
 use chainflow_contract::keys::date_from_days;
 use chainflow_contract::OptionChain;
+use chainflow_contract::ProductTerms;
 use std::collections::BTreeMap;
 use thiserror::Error;
 

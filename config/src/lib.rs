@@ -26,7 +26,7 @@ pub use stages::{
     RetryConfig, ServeConfig, SinkConfig, SINK_STREAMS,
 };
 
-use chainflow_analytics::ProductTerms;
+use chainflow_contract::ProductTerms;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;

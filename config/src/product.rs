@@ -1,6 +1,6 @@
 //! Products (`[products.<NAME>]`): the market parameters shared by the feed and the analytics.
 
-use chainflow_analytics::ProductTerms;
+use chainflow_contract::ProductTerms;
 use chrono::NaiveTime;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};

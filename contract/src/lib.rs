@@ -15,9 +15,11 @@ pub mod keys;
 pub mod market;
 pub mod record;
 pub mod schemas;
+pub mod terms;
 pub mod topics;
 
 pub use enriched::{EnrichedOption, EnrichedOptionChain, EnrichedStrike, PriceSource};
 pub use json::{JsonError, JsonForm};
 pub use market::{OptionChain, OptionQuote, OptionType, Quote, StrikeQuotes, UnderlyingTick};
 pub use record::Record;
+pub use terms::{year_fraction, ProductTerms, YEAR_SECONDS};

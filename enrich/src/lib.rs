@@ -17,11 +17,10 @@ pub mod transactions;
 pub mod worker;
 
 use anyhow::{Context, Result};
-use chainflow_analytics::ProductTerms;
 use chainflow_codec::{Codec, UnknownIdGrace};
 use chainflow_config::{EnrichConfig, KafkaConfig};
 use chainflow_contract::topics::{ENRICHED_CHAIN, OPTION_CHAIN};
-use chainflow_contract::EnrichedOptionChain;
+use chainflow_contract::{EnrichedOptionChain, ProductTerms};
 use chainflow_kafka::{blocking, consumer_config, producer_config, Holds, Isolation};
 use chainflow_runtime::{RetryPolicy, Stage, StageContext, StageStats};
 use context::EnrichContext;

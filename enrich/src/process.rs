@@ -3,9 +3,10 @@
 //! (tried again later, never dead-lettered), and a schema id the registry does not know
 //! yet (its partition waits up to `registry.unknown_id_grace_ms`, then it is dead-lettered).
 
-use chainflow_analytics::{enrich_chain, ProductTerms, Source};
+use chainflow_analytics::{enrich_chain, Source};
 use chainflow_codec::{Codec, CodecError, Position, UnknownIdGrace};
 use chainflow_contract::topics::{is_dead_letter_header, HEADER_ID};
+use chainflow_contract::ProductTerms;
 use chainflow_contract::{EnrichedOptionChain, OptionChain, Record};
 use chainflow_kafka::{copied, trace};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};

@@ -3,8 +3,9 @@
 use crate::cli::AnalyzeArgs;
 use crate::UsageError;
 use anyhow::{Context, Result};
-use chainflow_analytics::{enrich_chain, ProductTerms, Source};
+use chainflow_analytics::{enrich_chain, Source};
 use chainflow_config::Config;
+use chainflow_contract::ProductTerms;
 use chainflow_contract::{EnrichedOptionChain, JsonForm, OptionChain};
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -21,9 +21,10 @@ pub use scenario::{Regime, Scenario};
 pub use surface::Surface;
 
 use activity::Book;
-use chainflow_analytics::{bsm, year_fraction};
+use chainflow_analytics::bsm;
 use chainflow_config::ProductSpec;
 use chainflow_contract::keys::{chain_key, option_symbol};
+use chainflow_contract::year_fraction;
 use chainflow_contract::{OptionChain, OptionQuote, OptionType, Record, StrikeQuotes, UnderlyingTick};
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;

@@ -1,7 +1,9 @@
 //! A product's valuation terms (rate, dividend yield, expiry close and time zone) and the
-//! one year fraction every option price and every simulated move is measured in.
+//! one year fraction every option price and every simulated move is measured in: part of
+//! the contract (what a product is), shared by the configuration that reads them and the
+//! analytics that price with them.
 
-use chainflow_contract::keys::date_from_days;
+use crate::keys::date_from_days;
 use chrono::{NaiveDate, NaiveTime, TimeZone};
 use chrono_tz::Tz;
 
