@@ -102,7 +102,7 @@ impl Process {
             .map(|(name, spec)| (name, spec.terms.time_zone))
             .collect();
         let store = Store::new(
-            chainflow_sink::server::client(&config.clickhouse),
+            chainflow_clickhouse::client(&config.clickhouse),
             &config.clickhouse.database,
         );
         Ok(Live::new(

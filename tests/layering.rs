@@ -16,6 +16,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("chainflow-kafka", &["chainflow-contract", "chainflow-config"]),
     ("chainflow-runtime", &[]),
     (
+        "chainflow-clickhouse",
+        &["chainflow-contract", "chainflow-config", "chainflow-runtime"],
+    ),
+    (
         "chainflow-feed",
         &[
             "chainflow-contract",
@@ -45,6 +49,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "chainflow-codec",
             "chainflow-kafka",
             "chainflow-runtime",
+            "chainflow-clickhouse",
         ],
     ),
     (
@@ -64,6 +69,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "chainflow-codec",
             "chainflow-kafka",
             "chainflow-runtime",
+            "chainflow-clickhouse",
         ],
     ),
     (
@@ -74,10 +80,23 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "chainflow-codec",
             "chainflow-kafka",
             "chainflow-runtime",
+            "chainflow-clickhouse",
             "chainflow-enrich",
             "chainflow-sink",
         ],
     ),
+];
+
+/// The stages, and the only crates that may depend on each: the binary that wires them,
+/// the tools (reprocessing runs enrich's transformation; replay writes through the sink's
+/// streams) and the fault suite (the feed's simulator). ClickHouse, Kafka and the runtime
+/// are reached through the plumbing crates, never through a stage.
+const STAGE_USERS: &[(&str, &[&str])] = &[
+    ("chainflow-feed", &["chainflow", "chainflow-chaos"]),
+    ("chainflow-enrich", &["chainflow", "chainflow-tools"]),
+    ("chainflow-sink", &["chainflow", "chainflow-tools"]),
+    ("chainflow-registry", &["chainflow"]),
+    ("chainflow-live", &["chainflow"]),
 ];
 
 /// Crates that do I/O, which the analytics must never link.
@@ -171,5 +190,22 @@ fn the_analytics_link_no_io_and_only_pricing_crates_hold_them() {
                 "{krate}'s tree holds the option maths (chainflow-analytics)"
             );
         }
+    }
+}
+
+#[test]
+fn only_the_binary_the_tools_and_the_fault_suite_import_a_stage() {
+    let graph = graph();
+    for (stage, users) in STAGE_USERS {
+        let dependents: Vec<&String> = graph
+            .iter()
+            .filter(|(krate, deps)| deps.contains(*stage) && !users.contains(&krate.as_str()))
+            .map(|(krate, _)| krate)
+            .collect();
+        assert!(
+            dependents.is_empty(),
+            "{dependents:?} depend on the stage {stage}: reach Kafka, ClickHouse or the runtime \
+             through their plumbing crates (docs/architecture.md)"
+        );
     }
 }

@@ -151,7 +151,7 @@ async fn run_stores_every_chain_once_with_recomputed_metrics() {
     let ticks = events.iter().filter(|e| matches!(e, MarketEvent::Tick(_))).count();
     let quotes = events.iter().filter(|e| matches!(e, MarketEvent::Quote(_))).count();
 
-    let db = chainflow_sink::client(&cfg.clickhouse).with_database(&database);
+    let db = chainflow_clickhouse::client(&cfg.clickhouse).with_database(&database);
     let count = |table: &'static str| {
         db.query(&format!("SELECT count() FROM {table} FINAL WHERE product = ?"))
             .bind(&product)

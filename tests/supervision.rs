@@ -97,7 +97,7 @@ async fn a_second_signal_exits_130_at_once() {
 /// Drops the test's database, if the run created it.
 async fn drop_database(names: &Names) {
     let cfg = stack();
-    chainflow_sink::client(&cfg.clickhouse)
+    chainflow_clickhouse::client(&cfg.clickhouse)
         .query(&format!("DROP DATABASE IF EXISTS {}", names.database()))
         .execute()
         .await

@@ -169,7 +169,7 @@ impl<'a> Run<'a> {
         let run = Self {
             stack,
             bin: bin.to_path_buf(),
-            db: chainflow_sink::client(&stack.config.clickhouse).with_database(&database),
+            db: chainflow_clickhouse::client(&stack.config.clickhouse).with_database(&database),
             tag: tag.clone(),
             product,
             spec,

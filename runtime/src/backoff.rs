@@ -5,6 +5,16 @@ use rand::Rng;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Whether a failure is worth another attempt: the one classification every retry loop
+/// reads (ClickHouse's answers are classified in `chainflow-clickhouse`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Class {
+    /// The same work may succeed later: retry with backoff (a stage pauses its partitions).
+    Transient,
+    /// The work itself is refused: retrying cannot help.
+    Permanent,
+}
+
 /// How transient failures are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {

@@ -16,7 +16,7 @@ pub mod signals;
 mod stage;
 mod stats;
 
-pub use backoff::{sleep_until, Backoff, RetryPolicy};
+pub use backoff::{sleep_until, Backoff, Class, RetryPolicy};
 pub use pipeline::Pipeline;
 pub use stage::{Health, Refused, Role, Stage, StageContext, Timeouts};
 pub use stats::StageStats;

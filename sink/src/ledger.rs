@@ -2,7 +2,7 @@
 //! insert, so that after a crash the ranges not yet committed are read again as the same
 //! batches, and a retried insert carries the same deduplication token.
 
-use crate::retry::{classify, Failure};
+use chainflow_clickhouse::{classify, Failure};
 use clickhouse::Client;
 use serde::{Deserialize, Serialize};
 

@@ -4,10 +4,10 @@
 use crate::batch::Limits;
 use crate::ledger::Ledger;
 use crate::rebalance::SinkContext;
-use crate::server::ServerVersion;
 use crate::stream::{Avro, Chains, DeadLetters, Quotes, Stream, Ticks};
 use crate::worker::{Io, Worker};
 use anyhow::{Context, Result};
+use chainflow_clickhouse::ServerVersion;
 use chainflow_codec::Codec;
 use chainflow_config::{ClickHouseConfig, KafkaConfig, SinkConfig};
 use chainflow_kafka::{blocking, consumer_config, producer_config};
@@ -63,7 +63,7 @@ impl<S: Stream> StreamSink<S> {
 
     /// Connects and subscribes; `None` when asked to stop first.
     async fn connect(self, ctx: &StageContext) -> Result<Option<Worker<S>>> {
-        let client = crate::server::client(&self.clickhouse).with_database(&self.clickhouse.database);
+        let client = chainflow_clickhouse::client(&self.clickhouse).with_database(&self.clickhouse.database);
         let clickhouse = format!("ClickHouse at {}", self.clickhouse.url);
         let Some(server) = ctx.connect(&clickhouse, || ServerVersion::detect(&client)).await? else {
             return Ok(None);

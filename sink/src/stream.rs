@@ -1,11 +1,11 @@
 //! The streams the sink writes: what a record of each becomes in ClickHouse. Pure encoding
 //! and one insert per table; the loop that batches, retries and commits is `worker`.
 
-use crate::retry::{classify, timed_out, Failure};
 use crate::rows::{
     dead_letter_row, option_rows, quote_row, snapshot_row, tick_row, DeadLetterRow, OptionRow, Origin, QuoteRow,
     SnapshotRow, TickRow,
 };
+use chainflow_clickhouse::{classify, timed_out, Failure};
 use chainflow_codec::{Codec, CodecError, Position, UnknownIdGrace};
 use chainflow_contract::topics::{dead_letter_topics, ENRICHED_CHAIN, OPTION_QUOTE, UNDERLYING};
 use chainflow_contract::{EnrichedOptionChain, OptionQuote, Record, UnderlyingTick};

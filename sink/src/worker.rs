@@ -10,12 +10,13 @@
 use crate::batch::{Batch, Entry, Limits};
 use crate::ledger::{Ledger, LedgerRow, Recorded};
 use crate::rebalance::{commit_list, Change, SinkContext, Tp};
-use crate::retry::{Class, Failure};
 use crate::stall::{measure, Measurement, StallTracker};
 use crate::stream::{Reject, Stream};
 use anyhow::{anyhow, Context, Result};
+use chainflow_clickhouse::Failure;
 use chainflow_contract::topics::HEADER_PRODUCED_AT;
 use chainflow_kafka::{blocking, trace, DeadLetter, Holds};
+use chainflow_runtime::Class;
 use chainflow_runtime::{sleep_until, Backoff, RetryPolicy, StageContext, StageStats};
 use clickhouse::Client;
 use rdkafka::consumer::{Consumer, StreamConsumer};

@@ -2,15 +2,15 @@
 
 use crate::cli::PruneArgs;
 use anyhow::{Context, Result};
+use chainflow_clickhouse::migrate::{migrate as apply, plan, preamble, MigrationOutcome};
+use chainflow_clickhouse::prune::{
+    apply_retention, drop_partitions, partitions_before, ttl_statements, Retention, TTL_SINCE,
+};
+use chainflow_clickhouse::ServerVersion;
 use chainflow_config::Config;
 use chainflow_contract::clickhouse::MIGRATIONS;
 use chainflow_contract::topics::provisioned;
 use chainflow_kafka::{ensure_topics, TopicOutcome};
-use chainflow_sink::migrate::{migrate as apply, plan, preamble, MigrationOutcome};
-use chainflow_sink::prune::{
-    apply_retention, drop_partitions, partitions_before, ttl_statements, Retention, TTL_SINCE,
-};
-use chainflow_sink::ServerVersion;
 
 /// Applies migrations, or prints them for a given server version.
 pub async fn migrate(config: &Config, print_for: Option<&str>) -> Result<()> {
@@ -37,7 +37,7 @@ pub async fn migrate(config: &Config, print_for: Option<&str>) -> Result<()> {
         }
         return Ok(());
     }
-    let client = chainflow_sink::client(&config.clickhouse);
+    let client = chainflow_clickhouse::client(&config.clickhouse);
     let (server, outcomes) = apply(&client, db, &config.clickhouse.cluster)
         .await
         .with_context(|| format!("migrating ClickHouse at {}", config.clickhouse.url))?;
@@ -71,7 +71,7 @@ pub async fn migrate(config: &Config, print_for: Option<&str>) -> Result<()> {
 /// Drops (or, with --dry-run, lists) the monthly partitions before `--before`'s month.
 pub async fn prune(config: &Config, args: &PruneArgs) -> Result<()> {
     let db = &config.clickhouse.database;
-    let client = chainflow_sink::client(&config.clickhouse);
+    let client = chainflow_clickhouse::client(&config.clickhouse);
     let cluster = &config.clickhouse.cluster;
     let partitions = partitions_before(&client, db, cluster, args.before).await?;
     let verb = if args.dry_run { "would drop" } else { "dropped" };

@@ -148,10 +148,10 @@ fn other_tables(config: &Config) -> Vec<&'static str> {
 /// Creates the tables (with their retention) and the topics.
 async fn set_up(config: &Config, client: &Client) -> Result<()> {
     let ch = &config.clickhouse;
-    let (server, _) = chainflow_sink::migrate::migrate(client, &ch.database, &ch.cluster)
+    let (server, _) = chainflow_clickhouse::migrate::migrate(client, &ch.database, &ch.cluster)
         .await
         .with_context(|| format!("setting up ClickHouse at {}", ch.url))?;
-    chainflow_sink::prune::apply_retention(client, &ch.database, server, ch.retention_days).await?;
+    chainflow_clickhouse::prune::apply_retention(client, &ch.database, server, ch.retention_days).await?;
     ensure_topics(
         &config.kafka,
         &provisioned(config.kafka.partitions, &config.registry.topic),
@@ -163,7 +163,7 @@ async fn set_up(config: &Config, client: &Client) -> Result<()> {
 
 /// Runs the pipeline; with `--chains N`, until all N are queryable in ClickHouse.
 pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
-    let client = chainflow_sink::client(&config.clickhouse);
+    let client = chainflow_clickhouse::client(&config.clickhouse);
     set_up(config, &client).await?;
     let db = client.with_database(&config.clickhouse.database);
     // Continue the simulated market after the last stored chain, so this run's chains are

@@ -5,13 +5,13 @@ use crate::progress;
 use crate::wiring;
 use crate::UsageError;
 use anyhow::{Context, Result};
+use chainflow_clickhouse::ServerVersion;
 use chainflow_config::Config;
 use chainflow_contract::topics::{ENRICHED_CHAIN, OPTION_CHAIN, OPTION_QUOTE, UNDERLYING};
 use chainflow_kafka::range::{resolve, tool_consumer};
 use chainflow_kafka::{Bound, Isolation, RangeReader, Span};
 use chainflow_runtime::{signals, RetryPolicy, StageStats};
 use chainflow_sink::stream::{Avro, Chains, DeadLetters, Quotes, Stream, Ticks};
-use chainflow_sink::ServerVersion;
 use chainflow_tools::replay::{replay as run_replay, EventWindow, Summary, Writes};
 use chainflow_tools::reprocess::{Forward, Reprocess};
 use chainflow_tools::{groups, redrive, tail, Progress};
@@ -98,7 +98,7 @@ pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<()> {
         return Ok(());
     }
     let sink = &config.sink;
-    let client = chainflow_sink::client(&config.clickhouse).with_database(&config.clickhouse.database);
+    let client = chainflow_clickhouse::client(&config.clickhouse).with_database(&config.clickhouse.database);
     let server = ServerVersion::detect(&client)
         .await
         .with_context(|| format!("reaching ClickHouse at {}", config.clickhouse.url))?;

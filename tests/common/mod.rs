@@ -394,7 +394,7 @@ impl Database {
             "migrate: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let client = chainflow_sink::client(&stack().clickhouse).with_database(&name);
+        let client = chainflow_clickhouse::client(&stack().clickhouse).with_database(&name);
         Self { name, client }
     }
 

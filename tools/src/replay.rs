@@ -10,8 +10,8 @@
 use crate::{record_bytes, Progress};
 use anyhow::{anyhow, Result};
 use chainflow_kafka::RangeReader;
+use chainflow_runtime::Class;
 use chainflow_runtime::RetryPolicy;
-use chainflow_sink::retry::Class;
 use chainflow_sink::stream::{Reject, Stream};
 use clickhouse::Client;
 use rdkafka::message::{Message, OwnedMessage};

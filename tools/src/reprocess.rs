@@ -5,9 +5,10 @@
 //! `FINAL`, and `analytics_version` says which analytics made it. Nothing goes to
 //! `enriched.option_chain` unless asked (`--to-topic`).
 
+use chainflow_clickhouse::Failure;
 use chainflow_contract::topics::ENRICHED_CHAIN;
 use chainflow_enrich::process::{NotYet, Output, Processor};
-use chainflow_sink::retry::{Class, Failure};
+use chainflow_runtime::Class;
 use chainflow_sink::stream::{Chains, Reject, Stream};
 use clickhouse::Client;
 use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};

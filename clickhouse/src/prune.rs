@@ -2,7 +2,7 @@
 //! `chainflow migrate`; on older ones (18.16) `chainflow prune --before DATE` drops the
 //! monthly partitions whose rows are all older than DATE (whole months only).
 
-use crate::server::ServerVersion;
+use crate::client::ServerVersion;
 use anyhow::{Context, Result};
 use chainflow_contract::clickhouse::{local_table, DATA_TABLES};
 use chrono::{Datelike, NaiveDate};

@@ -1,6 +1,6 @@
 //! `chainflow migrate`: applies `schemas/clickhouse` migrations once each, in order.
 
-use crate::server::ServerVersion;
+use crate::client::ServerVersion;
 use anyhow::{bail, Context, Result};
 use chainflow_contract::clickhouse::{Migration, MIGRATIONS};
 use clickhouse::Client;

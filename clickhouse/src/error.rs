@@ -1,8 +1,9 @@
 //! What is worth retrying, decided once: ClickHouse's answers are classified by the
 //! `Code: N` in their body (ClickHouse 18.16 sends no exception-code header, and answers a
 //! missing table with a plain 404); network failures and timeouts are transient. The delay
-//! between attempts is `chainflow_runtime::Backoff`.
+//! between attempts is `chainflow_runtime::Backoff`, and the class [`Class`] is the runtime's.
 
+use chainflow_runtime::Class;
 use std::fmt;
 use std::time::Duration;
 
@@ -15,15 +16,6 @@ const TRANSIENT_CODES: &[u32] = &[60, 81, 159, 202, 209, 210, 225, 241, 242, 252
 /// converted (6, 26, 27, 53, 70, 72), a value is out of its type's range or bad for an enum
 /// or function (36, 69, 321, 395, 691).
 const PERMANENT_CODES: &[u32] = &[6, 26, 27, 36, 53, 69, 70, 72, 321, 395, 691];
-
-/// Whether an insert that failed should be tried again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Class {
-    /// The same rows may succeed later: retry with backoff, the partitions paused.
-    Transient,
-    /// The rows themselves are refused: retrying cannot help.
-    Permanent,
-}
 
 /// A failed insert: its class and what ClickHouse (or the network) said.
 #[derive(Debug, Clone, PartialEq, Eq)]
