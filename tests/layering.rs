@@ -7,6 +7,26 @@
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// What the stages that price (feed, enrich) may depend on.
+const PRICING_STAGE: &[&str] = &[
+    "chainflow-contract",
+    "chainflow-analytics",
+    "chainflow-config",
+    "chainflow-codec",
+    "chainflow-kafka",
+    "chainflow-runtime",
+];
+
+/// What the stages that read the topics and reach ClickHouse (sink, live) may depend on.
+const STORING_STAGE: &[&str] = &[
+    "chainflow-contract",
+    "chainflow-config",
+    "chainflow-codec",
+    "chainflow-kafka",
+    "chainflow-runtime",
+    "chainflow-clickhouse",
+];
+
 /// Each workspace crate and the chainflow crates it may depend on (normal dependencies).
 const ALLOWED: &[(&str, &[&str])] = &[
     ("chainflow-contract", &[]),
@@ -19,39 +39,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "chainflow-clickhouse",
         &["chainflow-contract", "chainflow-config", "chainflow-runtime"],
     ),
-    (
-        "chainflow-feed",
-        &[
-            "chainflow-contract",
-            "chainflow-analytics",
-            "chainflow-config",
-            "chainflow-codec",
-            "chainflow-kafka",
-            "chainflow-runtime",
-        ],
-    ),
-    (
-        "chainflow-enrich",
-        &[
-            "chainflow-contract",
-            "chainflow-analytics",
-            "chainflow-config",
-            "chainflow-codec",
-            "chainflow-kafka",
-            "chainflow-runtime",
-        ],
-    ),
-    (
-        "chainflow-sink",
-        &[
-            "chainflow-contract",
-            "chainflow-config",
-            "chainflow-codec",
-            "chainflow-kafka",
-            "chainflow-runtime",
-            "chainflow-clickhouse",
-        ],
-    ),
+    ("chainflow-feed", PRICING_STAGE),
+    ("chainflow-enrich", PRICING_STAGE),
+    ("chainflow-sink", STORING_STAGE),
     (
         "chainflow-registry",
         &[
@@ -61,17 +51,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "chainflow-runtime",
         ],
     ),
-    (
-        "chainflow-live",
-        &[
-            "chainflow-contract",
-            "chainflow-config",
-            "chainflow-codec",
-            "chainflow-kafka",
-            "chainflow-runtime",
-            "chainflow-clickhouse",
-        ],
-    ),
+    ("chainflow-live", STORING_STAGE),
     (
         "chainflow-tools",
         &[
