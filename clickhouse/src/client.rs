@@ -24,6 +24,19 @@ pub fn client(cfg: &ClickHouseConfig) -> Client {
     c
 }
 
+/// Runs `statements` in order, stopping at the first that fails; its error names `what`
+/// and the statement.
+pub async fn execute_all(client: &Client, statements: &[String], what: &str) -> Result<()> {
+    for s in statements {
+        client
+            .query(s)
+            .execute()
+            .await
+            .with_context(|| format!("{what}: {s}"))?;
+    }
+    Ok(())
+}
+
 /// A server version, `major.minor`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ServerVersion(pub u32, pub u32);

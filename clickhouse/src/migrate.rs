@@ -1,6 +1,6 @@
 //! `chainflow migrate`: applies `schemas/clickhouse` migrations once each, in order.
 
-use crate::client::ServerVersion;
+use crate::client::{execute_all, ServerVersion};
 use anyhow::{bail, Context, Result};
 use chainflow_contract::clickhouse::{Migration, MIGRATIONS};
 use clickhouse::Client;
@@ -68,13 +68,12 @@ pub async fn migrate(
     cluster: &str,
 ) -> Result<(ServerVersion, Vec<(&'static str, MigrationOutcome)>)> {
     let server = ServerVersion::detect(client).await?;
-    for s in preamble(database, cluster) {
-        client
-            .query(&s)
-            .execute()
-            .await
-            .with_context(|| format!("creating database {database} and its schema_migrations: {s}"))?;
-    }
+    execute_all(
+        client,
+        &preamble(database, cluster),
+        &format!("creating database {database} and its schema_migrations"),
+    )
+    .await?;
     let applied: Vec<AppliedRow> = client
         .query(&format!(
             "SELECT version, checksum FROM {database}.schema_migrations FINAL"
@@ -104,13 +103,7 @@ pub async fn migrate(
                 continue;
             }
         };
-        for s in &statements {
-            client
-                .query(s)
-                .execute()
-                .await
-                .with_context(|| format!("migration {}: {s}", m.name))?;
-        }
+        execute_all(client, &statements, &format!("migration {}", m.name)).await?;
         client
             .query(&format!(
                 "INSERT INTO {database}.schema_migrations (version, name, checksum) VALUES (?, ?, ?)"

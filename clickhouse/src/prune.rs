@@ -2,7 +2,7 @@
 //! `chainflow migrate`; on older ones (18.16) `chainflow prune --before DATE` drops the
 //! monthly partitions whose rows are all older than DATE (whole months only).
 
-use crate::client::ServerVersion;
+use crate::client::{execute_all, ServerVersion};
 use anyhow::{Context, Result};
 use chainflow_contract::clickhouse::{local_table, DATA_TABLES};
 use chrono::{Datelike, NaiveDate};
@@ -100,13 +100,7 @@ pub async fn apply_retention(client: &Client, database: &str, server: ServerVers
     if server < TTL_SINCE {
         return Ok(Retention::NoTtl(days));
     }
-    for s in ttl_statements(database, days) {
-        client
-            .query(&s)
-            .execute()
-            .await
-            .with_context(|| format!("setting retention: {s}"))?;
-    }
+    execute_all(client, &ttl_statements(database, days), "setting retention").await?;
     Ok(Retention::Ttl(days))
 }
 
