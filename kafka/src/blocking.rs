@@ -19,9 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs `f` on the blocking pool and returns what it returns (a panic in it is re-raised).
+/// When the runtime is shutting down, the blocking task is cancelled before it runs: the
+/// caller then waits for ever, which is until the runtime drops it.
 async fn off_the_workers<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
         Ok(v) => v,
+        Err(e) if e.is_cancelled() => std::future::pending().await,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }

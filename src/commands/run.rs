@@ -10,7 +10,7 @@ use chainflow_config::Config;
 use chainflow_contract::topics::{provisioned, OPTION_QUOTE, UNDERLYING};
 use chainflow_feed::{FeedReport, FeedSummary};
 use chainflow_kafka::ensure_topics;
-use chainflow_runtime::{Role, Stage, StageContext, StageStats};
+use chainflow_runtime::{Class, Role, Stage, StageContext, StageStats};
 use clickhouse::Client;
 use indicatif::ProgressBar;
 use serde::Deserialize;
@@ -89,6 +89,17 @@ impl Watch {
         }
         Ok(true)
     }
+
+    /// Counts the queryable chains (and shows them) and, once `expected` are, the rest.
+    async fn poll(&self, expected: Option<u64>) -> Result<Progress> {
+        let stored = count(&self.db, "chain_snapshots", &self.window).await?;
+        self.progress.set_position(stored);
+        // ticks and quotes are stored by streams of their own: done when they are too
+        match expected {
+            Some(n) if stored >= n && self.rest_stored().await? => Ok(Progress::Done),
+            _ => Ok(Progress::Stored(stored)),
+        }
+    }
 }
 
 impl Stage for Watch {
@@ -101,7 +112,6 @@ impl Stage for Watch {
         let started = Instant::now();
         let mut deadline = started + self.timeout;
         let mut produced: Option<u64> = None;
-        // ticks and quotes are stored by streams of their own: done when they are too
         loop {
             self.progress
                 .set_message(format!("chains queryable · {}", self.stats.line()));
@@ -113,20 +123,29 @@ impl Stage for Watch {
                     }
                 }
             }
-            let stored = count(&self.db, "chain_snapshots", &self.window).await?;
-            self.progress.set_position(stored);
-            if let Some(n) = produced.or(self.chains) {
-                if stored >= n && self.rest_stored().await? {
+            match self.poll(produced.or(self.chains)).await {
+                Ok(Progress::Done) => {
                     self.done.get_or_init(|| started.elapsed());
                     return Ok(());
                 }
-                if Instant::now() > deadline {
-                    bail!(
-                        "timed out after {} s: {stored} of {n} chains queryable ({})",
-                        self.timeout.as_secs(),
-                        self.stats.line()
+                Ok(Progress::Stored(stored)) => {
+                    if let Some(n) = produced.or(self.chains).filter(|_| Instant::now() > deadline) {
+                        bail!(
+                            "timed out after {} s: {stored} of {n} chains queryable ({})",
+                            self.timeout.as_secs(),
+                            self.stats.line()
+                        );
+                    }
+                }
+                // a count is only a look: ClickHouse closing a kept-alive connection under
+                // it, say, is asked again at the next poll, not a failed run
+                Err(e) if is_transient(&e) && Instant::now() <= deadline => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "ClickHouse did not answer the watch; asking again"
                     );
                 }
+                Err(e) => return Err(e),
             }
             tokio::select! {
                 () = ctx.stopped() => return Ok(()),
@@ -134,6 +153,20 @@ impl Stage for Watch {
             }
         }
     }
+}
+
+/// What one look at ClickHouse saw.
+enum Progress {
+    /// This many chains are queryable, not yet all.
+    Stored(u64),
+    /// Every chain, tick and quote the feed produced is queryable.
+    Done,
+}
+
+/// Whether `e` is a ClickHouse failure that a later attempt can outlive.
+fn is_transient(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<clickhouse::error::Error>()
+        .is_some_and(|e| chainflow_clickhouse::error::classify(e).class == Class::Transient)
 }
 
 /// The tables of the configured sink streams other than the chains, whose rows `run` counts.
@@ -319,4 +352,28 @@ async fn print_summary(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient;
+    use anyhow::Context;
+
+    fn failed(e: clickhouse::error::Error) -> anyhow::Error {
+        Err::<(), _>(e).context("counting chain_snapshots").unwrap_err()
+    }
+
+    #[test]
+    fn the_watch_asks_again_after_a_network_failure_or_timeout_only() {
+        let closed = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection closed");
+        assert!(is_transient(&failed(clickhouse::error::Error::Network(Box::new(
+            closed
+        )))));
+        assert!(is_transient(&failed(clickhouse::error::Error::TimedOut)));
+        let bad = "Code: 6, e.displayText() = DB::Exception: Cannot parse string";
+        assert!(!is_transient(&failed(clickhouse::error::Error::BadResponse(
+            bad.into()
+        ))));
+        assert!(!is_transient(&anyhow::anyhow!("the feed failed")));
+    }
 }
