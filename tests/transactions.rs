@@ -333,7 +333,7 @@ async fn a_frozen_member_is_fenced(protocol: GroupProtocol) {
     let a = case.enricher("a", ports[0], &env).await;
     let b = case.enricher("b", ports[1], &env).await;
     let frozen_env = [env[0], ("CHAINFLOW_FAULTS", "enrich.send_offsets=stop")];
-    let c = case.enricher("c", ports[2], &frozen_env).await;
+    let mut c = case.enricher("c", ports[2], &frozen_env).await;
     // every member has partitions before the chains arrive
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut expected = case.send(&case.products, 1..=5).await;
@@ -343,7 +343,14 @@ async fn a_frozen_member_is_fenced(protocol: GroupProtocol) {
     expected.extend(case.send(&case.products[..6], 6..=6).await);
     kill("CONT", c.pid());
     let deadline = Instant::now() + Duration::from_secs(30);
-    while metric(ports[2], "chainflow_enrich_fenced_total{by=\"group\"}").await < 1.0 {
+    loop {
+        if !c.running() {
+            let ended = c.wait(Duration::from_secs(1));
+            panic!("c exited ({}) after it resumed: {}", ended.status, ended.stderr);
+        }
+        if metric(ports[2], "chainflow_enrich_fenced_total{by=\"group\"}").await >= 1.0 {
+            break;
+        }
         assert!(
             Instant::now() < deadline,
             "c was not refused by its group after it resumed"
