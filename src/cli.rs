@@ -146,7 +146,7 @@ pub enum RegistrySubcommand {
 #[derive(Debug, clap::Args)]
 pub struct SinkArgs {
     /// Write only this stream (repeatable; default sink.streams, all of them).
-    #[arg(long = "stream", value_name = "NAME", value_parser = ["chains", "ticks", "quotes", "dead_letters"])]
+    #[arg(long = "stream", value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(chainflow_contract::streams::names()))]
     pub streams: Vec<String>,
 }
 

@@ -23,7 +23,7 @@ pub use secret::{is_secret_field, is_secret_property, Properties, Secret};
 pub use sources::ConfigError;
 pub use stages::{
     default_metrics_port, EnrichConfig, FeedConfig, LogFormat, ObservabilityConfig, OtelConfig, PipelineConfig,
-    RetryConfig, ServeConfig, SinkConfig, SINK_STREAMS,
+    RetryConfig, ServeConfig, SinkConfig,
 };
 
 use chainflow_contract::ProductTerms;

@@ -2,6 +2,7 @@
 //! whole (`[pipeline]`, `[observability]`).
 
 use crate::secret::Secret;
+use chainflow_contract::streams;
 use serde::{Deserialize, Serialize};
 
 /// `chainflow feed` (`[feed]`).
@@ -120,9 +121,6 @@ pub struct SinkConfig {
     pub stall_after_ms: u64,
 }
 
-/// The streams the sink can write.
-pub const SINK_STREAMS: &[&str] = &["chains", "ticks", "quotes", "dead_letters"];
-
 /// How the stages of one process are run together (`[pipeline]`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -186,7 +184,7 @@ impl Default for SinkConfig {
     fn default() -> Self {
         Self {
             group_id: "chainflow-sink".into(),
-            streams: SINK_STREAMS.iter().map(|s| (*s).to_string()).collect(),
+            streams: streams::names().into_iter().map(String::from).collect(),
             batch_rows: 150_000,
             batch_bytes: 8 << 20,
             batch_ms: 1000,
@@ -364,13 +362,13 @@ impl SinkConfig {
         if self.streams.is_empty() {
             return Err(format!(
                 "sink.streams: name at least one of {}",
-                SINK_STREAMS.join(", ")
+                streams::names().join(", ")
             ));
         }
-        if let Some(s) = self.streams.iter().find(|s| !SINK_STREAMS.contains(&s.as_str())) {
+        if let Some(s) = self.streams.iter().find(|s| streams::named(s).is_none()) {
             return Err(format!(
                 "sink.streams: unknown stream {s:?}, expected {}",
-                SINK_STREAMS.join(", ")
+                streams::names().join(", ")
             ));
         }
         at_least_one("sink.batch_rows", self.batch_rows as u64)?;

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod market;
 pub mod record;
 pub mod schemas;
+pub mod streams;
 pub mod terms;
 pub mod topics;
 

@@ -10,9 +10,10 @@
 use crate::context::EnrichContext;
 use crate::process::{NotYet, Output, Processor, RECORD_OVERHEAD};
 use crate::transactions::{Failed, Transactions};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use chainflow_contract::topics::{ENRICHED_CHAIN, OPTION_CHAIN};
 use chainflow_kafka::consumer::rewind;
+use chainflow_kafka::paused::{self, Waited};
 use chainflow_kafka::trace;
 use chainflow_kafka::{blocking, DeadLetter, Holds};
 use chainflow_runtime::{fault, sleep_until, Backoff, RetryPolicy, StageContext, StageStats};
@@ -441,8 +442,7 @@ impl Worker {
     /// Waits, the partitions paused and the consumer polled, until the registry serves
     /// `msg` again; then moves back to the committed offsets (`msg` first) and resumes.
     async fn wait_for_registry(&mut self, msg: &OwnedMessage, why: &str, ctx: &StageContext) -> Result<()> {
-        let assignment = self.consumer.assignment().context("reading the assignment")?;
-        self.consumer.pause(&assignment).context("pausing the partitions")?;
+        paused::pause(&*self.consumer)?;
         ctx.set_ready(false);
         tracing::warn!(error = %why, "the Schema Registry is unavailable: partitions paused until it answers");
         let mut backoff = self.retry.backoff();
@@ -454,15 +454,8 @@ impl Worker {
                     self.retry.budget.as_millis()
                 )));
             };
-            let sleep = tokio::time::sleep(delay);
-            tokio::pin!(sleep);
-            loop {
-                tokio::select! {
-                    () = &mut sleep => break,
-                    () = ctx.stopped() => return Ok(()), // not committed: read again at the next start
-                    // polling keeps the membership; what arrives is read again after the rewind
-                    _ = self.consumer.recv() => {}
-                }
+            if paused::wait(&self.consumer, delay, ctx.stopped(), || false).await == Waited::Stopped {
+                return Ok(()); // not committed: read again at the next start
             }
             if self.consumer.context().take_revoked() {
                 break; // the new assignment starts from its committed offsets anyway
@@ -473,9 +466,7 @@ impl Worker {
         }
         // what arrived meanwhile is read again, `msg` first: the loop rewinds before it reads
         self.rewind_due = true;
-        let assignment = self.consumer.assignment().context("reading the assignment")?;
-        self.consumer.resume(&assignment).context("resuming the partitions")?;
-        self.holds.repause(&*self.consumer);
+        paused::resume(&self.consumer, TopicPartitionList::new(), &self.holds).await?;
         ctx.set_ready(true);
         tracing::info!("the Schema Registry answers again: partitions resumed");
         Ok(())

@@ -1,14 +1,10 @@
 //! Consumer helpers shared by the stages.
 
-use crate::blocking;
+use crate::{blocking, OFFSETS_TIMEOUT};
 use anyhow::{Context, Result};
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How long a consumer waits for the broker's answer about offsets.
-const OFFSETS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Moves every assigned partition back to its committed offset (or the beginning when
 /// nothing is committed yet), so records after an aborted transaction or a failed write

@@ -3,7 +3,7 @@
 //! paused and its later records skipped, while the rest of the assignment flows. Releasing
 //! it seeks back to the record and resumes it, so the record is read again.
 
-use crate::blocking;
+use crate::{blocking, OFFSETS_TIMEOUT};
 use anyhow::{Context, Result};
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::message::{Message, OwnedMessage};
@@ -15,8 +15,6 @@ use tokio::time::Instant;
 
 /// How often the held records are tried again.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
-/// How long a seek may take.
-const SEEK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A topic and partition.
 type Tp = (String, i32);
@@ -88,7 +86,7 @@ impl Holds {
         }
         let mut at = TopicPartitionList::new();
         at.add_partition_offset(&tp.0, tp.1, Offset::Offset(held.offset()))?;
-        blocking::seek_partitions(consumer, at, SEEK_TIMEOUT)
+        blocking::seek_partitions(consumer, at, OFFSETS_TIMEOUT)
             .await
             .with_context(|| format!("seeking {}[{}] back to offset {}", tp.0, tp.1, held.offset()))?;
         consumer

@@ -10,6 +10,7 @@ pub mod consumer;
 pub mod dlq;
 pub mod headers;
 pub mod hold;
+pub mod paused;
 pub mod range;
 pub mod trace;
 
@@ -19,4 +20,5 @@ pub use consumer::partitions;
 pub use dlq::DeadLetter;
 pub use headers::{copied, header};
 pub use hold::Holds;
+pub use paused::OFFSETS_TIMEOUT;
 pub use range::{Bound, RangeReader, Span};

@@ -4,8 +4,8 @@
 //! and a [`RangeReader`] that reads the spans without a consumer group and stops at their
 //! end. A start is inclusive and an end exclusive, so adjacent ranges never overlap.
 
-use crate::blocking;
 use crate::client::{base, Isolation, FETCH_QUEUE_BACKOFF_MS, FETCH_WAIT_MAX_MS};
+use crate::{blocking, OFFSETS_TIMEOUT};
 use anyhow::{anyhow, bail, Context, Result};
 use chainflow_config::KafkaConfig;
 use chrono::{DateTime, Utc};
@@ -17,8 +17,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a question to the broker about offsets may take.
-const OFFSETS_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a reader waits without a record before it looks at its positions.
 const IDLE: Duration = Duration::from_secs(2);
 

@@ -5,7 +5,8 @@
 
 use crate::board::Candle;
 use anyhow::{Context, Result};
-use chainflow_contract::{EnrichedOption, EnrichedOptionChain, EnrichedStrike, PriceSource, UnderlyingTick};
+use chainflow_clickhouse::rows::{option_type_of, price_source_of, OptionRow, SnapshotRow, TickRow};
+use chainflow_contract::{EnrichedOption, EnrichedOptionChain, EnrichedStrike, OptionType, UnderlyingTick};
 use chrono::NaiveDate;
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
@@ -16,69 +17,6 @@ use std::collections::BTreeMap;
 pub struct Store {
     client: Client,
     database: String,
-}
-
-#[derive(Row, Deserialize)]
-struct SnapshotRow {
-    product: String,
-    expiry: i32,
-    event_time_us: i64,
-    seq: i64,
-    lot_size: i32,
-    spot: f64,
-    pcr_oi: Option<f64>,
-    pcr_volume: Option<f64>,
-    atm_strike: f64,
-    atm_straddle_price: Option<f64>,
-    max_pain_strike: Option<f64>,
-    total_call_oi: i64,
-    total_put_oi: i64,
-    call_oi_otm: i64,
-    put_oi_otm: i64,
-    call_buildup_otm: i64,
-    put_buildup_otm: i64,
-    atm_iv: Option<f64>,
-    iv_skew_25d: Option<f64>,
-    rate: f64,
-    dividend_yield: f64,
-    time_to_expiry: f64,
-    analytics_version: String,
-    source_topic: String,
-    source_partition: i32,
-    source_offset: i64,
-    processed_at_us: i64,
-}
-
-#[derive(Row, Deserialize)]
-struct OptionRow {
-    product: String,
-    expiry: i32,
-    strike: f64,
-    option_type: String,
-    bid: f64,
-    ask: f64,
-    last: f64,
-    volume: i64,
-    oi: i64,
-    oi_change: i64,
-    feed_iv: Option<f64>,
-    price: Option<f64>,
-    price_source: String,
-    iv: Option<f64>,
-    delta: Option<f64>,
-    gamma: Option<f64>,
-    theta: Option<f64>,
-    vega: Option<f64>,
-    rho: Option<f64>,
-}
-
-#[derive(Row, Deserialize)]
-struct TickRow {
-    product: String,
-    price: f64,
-    volume: i64,
-    event_time_us: i64,
-    seq: i64,
 }
 
 #[derive(Row, Deserialize)]
@@ -137,12 +75,7 @@ impl Store {
         let snapshots: Vec<SnapshotRow> = self
             .client
             .query(&self.sql(
-                "SELECT product, toInt32(expiry) AS expiry_days, event_time_us, seq, lot_size, spot, pcr_oi, \
-                 pcr_volume, atm_strike, atm_straddle_price, max_pain_strike, total_call_oi, total_put_oi, \
-                 call_oi_otm, put_oi_otm, call_buildup_otm, put_buildup_otm, atm_iv, iv_skew_25d, rate, \
-                 dividend_yield, time_to_expiry, analytics_version, source_topic, source_partition, \
-                 source_offset, processed_at_us \
-                 FROM {db}.chain_snapshots FINAL WHERE (product, expiry, event_time_us) IN ({latest})",
+                "SELECT ?fields FROM {db}.chain_snapshots FINAL WHERE (product, expiry, event_time_us) IN ({latest})",
             ))
             .bind(seconds)
             .fetch_all()
@@ -151,10 +84,7 @@ impl Store {
         let options: Vec<OptionRow> = self
             .client
             .query(&self.sql(
-                "SELECT product, toInt32(expiry) AS expiry_days, strike, toString(option_type) AS option_type, \
-                 bid, ask, last, volume, oi, oi_change, feed_iv, price, toString(price_source) AS price_source, \
-                 iv, delta, gamma, theta, vega, rho \
-                 FROM {db}.chain_options FINAL WHERE (product, expiry, event_time_us) IN ({latest}) \
+                "SELECT ?fields FROM {db}.chain_options FINAL WHERE (product, expiry, event_time_us) IN ({latest}) \
                  ORDER BY product, expiry, strike, option_type",
             ))
             .bind(seconds)
@@ -169,10 +99,9 @@ impl Store {
         let rows: Vec<TickRow> = self
             .client
             .query(&self.sql(
-                "SELECT product, argMax(price, (event_time_us, seq)) AS last_price, \
-                 argMax(volume, (event_time_us, seq)) AS last_volume, max(event_time_us) AS last_us, \
-                 argMax(seq, (event_time_us, seq)) AS last_seq FROM {db}.underlying_ticks \
-                 WHERE event_time >= (SELECT max(event_time) FROM {db}.underlying_ticks) - ? GROUP BY product",
+                "SELECT ?fields FROM {db}.underlying_ticks \
+                 WHERE event_time >= (SELECT max(event_time) FROM {db}.underlying_ticks) - ? \
+                 ORDER BY product, event_time_us DESC, seq DESC LIMIT 1 BY product",
             ))
             .bind(hours.saturating_mul(3600))
             .fetch_all()
@@ -254,11 +183,7 @@ fn assemble(snapshots: Vec<SnapshotRow>, options: Vec<OptionRow>) -> Vec<Enriche
             oi_change: o.oi_change,
             feed_iv: o.feed_iv,
             price: o.price,
-            price_source: match o.price_source.as_str() {
-                "MID" => PriceSource::Mid,
-                "LAST" => PriceSource::Last,
-                _ => PriceSource::None,
-            },
+            price_source: price_source_of(o.price_source),
             iv: o.iv,
             delta: o.delta,
             gamma: o.gamma,
@@ -266,15 +191,15 @@ fn assemble(snapshots: Vec<SnapshotRow>, options: Vec<OptionRow>) -> Vec<Enriche
             vega: o.vega,
             rho: o.rho,
         };
-        let strikes = pairs.entry((o.product, o.expiry)).or_default();
+        let strikes = pairs.entry((o.product, i32::from(o.expiry))).or_default();
         if strikes.last().is_none_or(|(k, _)| *k != o.strike) {
             strikes.push((o.strike, (None, None)));
         }
         let (_, pair) = strikes.last_mut().expect("just pushed");
-        if o.option_type == "CALL" {
-            pair.0 = Some(option);
-        } else {
-            pair.1 = Some(option);
+        match option_type_of(o.option_type) {
+            Some(OptionType::Call) => pair.0 = Some(option),
+            Some(OptionType::Put) => pair.1 = Some(option),
+            None => {} // not a code of the table's Enum8
         }
     }
     let mut strikes: BTreeMap<(String, i32), Vec<EnrichedStrike>> = pairs
@@ -290,9 +215,11 @@ fn assemble(snapshots: Vec<SnapshotRow>, options: Vec<OptionRow>) -> Vec<Enriche
     snapshots
         .into_iter()
         .map(|s| EnrichedOptionChain {
-            strikes: strikes.remove(&(s.product.clone(), s.expiry)).unwrap_or_default(),
+            strikes: strikes
+                .remove(&(s.product.clone(), i32::from(s.expiry)))
+                .unwrap_or_default(),
             product: s.product,
-            expiry: s.expiry,
+            expiry: i32::from(s.expiry),
             lot_size: s.lot_size,
             spot: s.spot,
             event_time: s.event_time_us,

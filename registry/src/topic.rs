@@ -6,7 +6,7 @@ use crate::log::Entry;
 use anyhow::{Context, Result};
 use chainflow_config::KafkaConfig;
 use chainflow_contract::topics::TopicSpec;
-use chainflow_kafka::{blocking, consumer_config, ensure_topics, producer_config, topic_config};
+use chainflow_kafka::{blocking, consumer_config, ensure_topics, producer_config, topic_config, OFFSETS_TIMEOUT};
 use chainflow_runtime::Refused;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -15,8 +15,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long the broker may take to answer a question about offsets.
-pub const OFFSETS_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long writing one record may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -4,14 +4,16 @@
 use crate::batch::Limits;
 use crate::ledger::Ledger;
 use crate::rebalance::SinkContext;
-use crate::stream::{Avro, Chains, DeadLetters, Quotes, Stream, Ticks};
+use crate::stream::{with_stream, Avro, Chains, Stream, WithStream};
 use crate::worker::{Io, Worker};
 use anyhow::{Context, Result};
 use chainflow_clickhouse::ServerVersion;
 use chainflow_codec::Codec;
 use chainflow_config::{ClickHouseConfig, KafkaConfig, SinkConfig};
+use chainflow_contract::streams;
 use chainflow_kafka::{blocking, consumer_config, producer_config};
 use chainflow_runtime::{RetryPolicy, Stage, StageContext, StageStats};
+use futures::future::BoxFuture;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 use std::sync::Arc;
@@ -138,16 +140,11 @@ impl<S: Stream> Stage for StreamSink<S> {
     }
 }
 
-/// One of the sink's streams, as a stage.
-pub enum Sink {
-    /// `enriched.option_chain` → `chain_snapshots`, `chain_options`.
-    Chains(StreamSink<Chains>),
-    /// `market.underlying` → `underlying_ticks`.
-    Ticks(StreamSink<Ticks>),
-    /// `market.option_quote` → `option_quotes`.
-    Quotes(StreamSink<Quotes>),
-    /// `dlq.*` → `dead_letters`.
-    DeadLetters(StreamSink<DeadLetters>),
+/// One of the sink's streams, as a stage (its type erased: a stream added to the
+/// contract's list needs no variant here).
+pub struct Sink {
+    name: &'static str,
+    run: Box<dyn FnOnce(StageContext) -> BoxFuture<'static, Result<()>> + Send>,
 }
 
 impl Sink {
@@ -164,71 +161,57 @@ impl Sink {
         chain_stats: &Arc<StageStats>,
         max_links: usize,
     ) -> Vec<Sink> {
-        let stats = || Arc::new(StageStats::default());
         section
             .streams
             .iter()
-            .filter_map(|name| match name.as_str() {
-                "chains" => Some(Sink::Chains(StreamSink::new(
-                    Chains(Avro::new(codec.clone(), unknown_id_grace, Chains::STAGE)),
+            // the configuration was validated against the same list
+            .filter_map(|name| streams::named(name))
+            .map(|spec| {
+                let build = Build {
                     section,
                     kafka,
                     clickhouse,
-                    chain_stats.clone(),
-                ))),
-                "ticks" => Some(Sink::Ticks(StreamSink::new(
-                    Ticks(Avro::new(codec.clone(), unknown_id_grace, Ticks::STAGE)),
-                    section,
-                    kafka,
-                    clickhouse,
-                    stats(),
-                ))),
-                "quotes" => Some(Sink::Quotes(StreamSink::new(
-                    Quotes(Avro::new(codec.clone(), unknown_id_grace, Quotes::STAGE)),
-                    section,
-                    kafka,
-                    clickhouse,
-                    stats(),
-                ))),
-                "dead_letters" => Some(Sink::DeadLetters(StreamSink::new(
-                    DeadLetters,
-                    section,
-                    kafka,
-                    clickhouse,
-                    stats(),
-                ))),
-                _ => None, // the configuration was validated against the same names
+                    chain_stats,
+                    max_links,
+                };
+                with_stream(spec, Avro::new(codec.clone(), unknown_id_grace, spec.stage), build)
             })
-            .map(|s| s.with_max_links(max_links))
             .collect()
     }
+}
 
-    fn with_max_links(self, n: usize) -> Self {
-        match self {
-            Sink::Chains(s) => Sink::Chains(s.max_links(n)),
-            Sink::Ticks(s) => Sink::Ticks(s.max_links(n)),
-            Sink::Quotes(s) => Sink::Quotes(s.max_links(n)),
-            Sink::DeadLetters(s) => Sink::DeadLetters(s.max_links(n)),
+/// Builds the stage of one stream.
+struct Build<'a> {
+    section: &'a SinkConfig,
+    kafka: &'a KafkaConfig,
+    clickhouse: &'a ClickHouseConfig,
+    chain_stats: &'a Arc<StageStats>,
+    max_links: usize,
+}
+
+impl WithStream for Build<'_> {
+    type Output = Sink;
+
+    fn with<S: Stream>(self, stream: S) -> Sink {
+        let stats = if S::NAME == Chains::NAME {
+            self.chain_stats.clone()
+        } else {
+            Arc::default()
+        };
+        let stage = StreamSink::new(stream, self.section, self.kafka, self.clickhouse, stats).max_links(self.max_links);
+        Sink {
+            name: S::STAGE,
+            run: Box::new(move |ctx| Box::pin(stage.run(ctx))),
         }
     }
 }
 
 impl Stage for Sink {
     fn name(&self) -> &'static str {
-        match self {
-            Sink::Chains(s) => s.name(),
-            Sink::Ticks(s) => s.name(),
-            Sink::Quotes(s) => s.name(),
-            Sink::DeadLetters(s) => s.name(),
-        }
+        self.name
     }
 
     async fn run(self, ctx: StageContext) -> Result<()> {
-        match self {
-            Sink::Chains(s) => s.run(ctx).await,
-            Sink::Ticks(s) => s.run(ctx).await,
-            Sink::Quotes(s) => s.run(ctx).await,
-            Sink::DeadLetters(s) => s.run(ctx).await,
-        }
+        (self.run)(ctx).await
     }
 }

@@ -4,7 +4,7 @@
 //! paused it itself, waiting out a failure).
 
 use crate::rebalance::Tp;
-use chainflow_kafka::blocking;
+use chainflow_kafka::{blocking, OFFSETS_TIMEOUT};
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::Offset;
 use std::collections::HashMap;
@@ -12,9 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-
-/// How long a question to the broker about offsets may take.
-const OFFSETS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One partition's offsets, as measured.
 #[derive(Debug, Clone, PartialEq, Eq)]

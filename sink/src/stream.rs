@@ -1,18 +1,17 @@
 //! The streams the sink writes: what a record of each becomes in ClickHouse. Pure encoding
 //! and one insert per table; the loop that batches, retries and commits is `worker`.
 
-use crate::rows::{
-    dead_letter_row, option_rows, quote_row, snapshot_row, tick_row, DeadLetterRow, OptionRow, Origin, QuoteRow,
-    SnapshotRow, TickRow,
-};
-use chainflow_clickhouse::{classify, timed_out, Failure};
+use crate::rows::{dead_letter_row, option_rows, quote_row, snapshot_row, tick_row, Origin};
+use chainflow_clickhouse::rows::{DeadLetterRow, OptionRow, QuoteRow, SnapshotRow, TickRow};
+use chainflow_clickhouse::{insert, Failure};
 use chainflow_codec::{Codec, CodecError, Position, UnknownIdGrace};
-use chainflow_contract::topics::{dead_letter_topics, ENRICHED_CHAIN, OPTION_QUOTE, UNDERLYING};
+use chainflow_contract::streams::{self, StreamSpec};
 use chainflow_contract::{EnrichedOptionChain, OptionQuote, Record, UnderlyingTick};
 use clickhouse::{Client, Row, RowWrite};
 use rdkafka::message::{Message, OwnedMessage};
 use serde::Serialize;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,23 +45,26 @@ impl From<CodecError> for Reject {
     }
 }
 
-/// One stream: the topics it reads, the tables it writes, and how a record becomes rows.
+/// One stream: the entry of the contract's list it implements, and how a record becomes
+/// rows.
 pub trait Stream: Send + Sync + 'static {
     /// The rows of one record.
     type Rows: Send + Sync + 'static;
 
+    /// Its entry in `chainflow_contract::streams::STREAMS`: name, topics, tables.
+    const SPEC: &'static StreamSpec;
     /// Its name in `sink.streams`, logs and metrics.
-    const NAME: &'static str;
+    const NAME: &'static str = Self::SPEC.name;
     /// The stage that writes it.
-    const STAGE: &'static str;
-    /// The tables it writes, in the order of the inserts.
-    const TABLES: &'static [&'static str];
+    const STAGE: &'static str = Self::SPEC.stage;
     /// Whether rows ClickHouse refuses are dead-lettered; if not (the dead letters
     /// themselves), they are logged, counted and skipped.
     const DEAD_LETTERS_REFUSED: bool = true;
 
     /// The topics it reads.
-    fn topics(&self) -> Vec<String>;
+    fn topics(&self) -> Vec<String> {
+        Self::SPEC.topics()
+    }
 
     /// The rows of `msg`.
     fn decode(&self, msg: &OwnedMessage) -> impl Future<Output = Result<Self::Rows, Reject>> + Send;
@@ -89,41 +91,25 @@ pub trait Stream: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), Failure>> + Send;
 }
 
-/// One INSERT of `rows` into `table`, with a deduplication token (servers 22.2+) and a
-/// timeout on the whole exchange.
-pub async fn insert<'a, T>(
-    client: &Client,
-    table: &str,
-    rows: impl Iterator<Item = &'a T> + Send,
-    token: Option<&str>,
-    timeout: Duration,
-) -> Result<(), Failure>
-where
-    T: Row + RowWrite + Serialize + Sync + 'a + for<'b> Row<Value<'b> = T>,
-{
-    let work = async {
-        let mut ins = client
-            .insert::<T>(table)
-            .await
-            .map_err(|e| classify(&e))?
-            .with_timeouts(Some(timeout), Some(timeout));
-        if let Some(t) = token {
-            ins = ins.with_setting("insert_deduplication_token", format!("{t}/{table}"));
-        }
-        let mut any = false;
-        for r in rows {
-            ins.write(r).await.map_err(|e| classify(&e))?;
-            any = true;
-        }
-        if any {
-            ins.end().await.map_err(|e| classify(&e))
-        } else {
-            Ok(())
-        }
-    };
-    tokio::time::timeout(timeout, work)
-        .await
-        .unwrap_or_else(|_| Err(timed_out(timeout)))
+/// Something done with one of the sink's streams, whichever its type (building its stage,
+/// replaying into it).
+pub trait WithStream {
+    /// What it gives.
+    type Output;
+    /// Does it with `stream`.
+    fn with<S: Stream>(self, stream: S) -> Self::Output;
+}
+
+/// Does `f` with the stream of the contract's list named `spec`, decoding through `avro`:
+/// the one place that maps the list to the types that implement it.
+pub fn with_stream<F: WithStream>(spec: &StreamSpec, avro: Avro, f: F) -> F::Output {
+    match spec.name {
+        n if n == Chains::NAME => f.with(Chains::new(avro)),
+        n if n == Single::<TickRow>::NAME => f.with(Single::<TickRow>::new(avro)),
+        n if n == Single::<QuoteRow>::NAME => f.with(Single::<QuoteRow>::new(avro)),
+        n if n == Single::<DeadLetterRow>::NAME => f.with(Single::<DeadLetterRow>::new(avro)),
+        n => unreachable!("stream {n} of the contract's list has no implementation in the sink"),
+    }
 }
 
 /// Avro records through the registry, waiting for unknown schema ids per partition.
@@ -163,17 +149,18 @@ impl Avro {
 }
 
 /// `enriched.option_chain` → `chain_options` and `chain_snapshots`.
-pub struct Chains(pub Avro);
+pub struct Chains(Avro);
+
+impl Chains {
+    /// The stream, decoding through `avro`.
+    pub fn new(avro: Avro) -> Self {
+        Self(avro)
+    }
+}
 
 impl Stream for Chains {
     type Rows = (SnapshotRow, Vec<OptionRow>);
-    const NAME: &'static str = "chains";
-    const STAGE: &'static str = "sink.chains";
-    const TABLES: &'static [&'static str] = &["chain_options", "chain_snapshots"];
-
-    fn topics(&self) -> Vec<String> {
-        vec![ENRICHED_CHAIN.into()]
-    }
+    const SPEC: &'static StreamSpec = &streams::CHAINS;
 
     async fn decode(&self, msg: &OwnedMessage) -> Result<Self::Rows, Reject> {
         let chain: EnrichedOptionChain = self.0.decode(msg).await?;
@@ -202,133 +189,154 @@ impl Stream for Chains {
         token: Option<&str>,
         timeout: Duration,
     ) -> Result<(), Failure> {
-        insert(
-            client,
-            "chain_options",
-            records.iter().flat_map(|r| r.1.iter()),
-            token,
-            timeout,
-        )
-        .await?;
-        insert(client, "chain_snapshots", records.iter().map(|r| &r.0), token, timeout).await
+        let [options, snapshots] = Self::SPEC.tables else {
+            unreachable!("the chains stream writes two tables")
+        };
+        insert(client, options, records.iter().flat_map(|r| r.1.iter()), token, timeout).await?;
+        insert(client, snapshots, records.iter().map(|r| &r.0), token, timeout).await
+    }
+}
+
+/// A stream whose records are one row each of its one table.
+pub trait OneRow: Sized + Row + RowWrite + Serialize + Send + Sync + 'static + for<'b> Row<Value<'b> = Self> {
+    /// Its entry in the contract's list.
+    const SPEC: &'static StreamSpec;
+    /// As [`Stream::DEAD_LETTERS_REFUSED`].
+    const DEAD_LETTERS_REFUSED: bool = true;
+
+    /// The row of `msg`.
+    fn decode(avro: &Avro, msg: &OwnedMessage) -> impl Future<Output = Result<Self, Reject>> + Send;
+
+    /// As [`Stream::event_time_us`].
+    fn event_time_us(&self) -> Option<i64>;
+
+    /// As [`Stream::sequence`].
+    fn sequence(&self) -> Option<(String, i64)>;
+}
+
+/// The stream of a [`OneRow`] row type.
+pub struct Single<R> {
+    avro: Avro,
+    row: PhantomData<fn() -> R>,
+}
+
+impl<R: OneRow> Single<R> {
+    /// The stream, decoding through `avro`.
+    pub fn new(avro: Avro) -> Self {
+        Self { avro, row: PhantomData }
+    }
+}
+
+impl<R: OneRow> Stream for Single<R> {
+    type Rows = R;
+    const SPEC: &'static StreamSpec = R::SPEC;
+    const DEAD_LETTERS_REFUSED: bool = R::DEAD_LETTERS_REFUSED;
+
+    async fn decode(&self, msg: &OwnedMessage) -> Result<R, Reject> {
+        R::decode(&self.avro, msg).await
+    }
+
+    fn row_count(_: &R) -> usize {
+        1
+    }
+
+    fn event_time_us(rows: &R) -> Option<i64> {
+        rows.event_time_us()
+    }
+
+    fn sequence(rows: &R) -> Option<(String, i64)> {
+        rows.sequence()
+    }
+
+    async fn insert(
+        &self,
+        client: &Client,
+        records: &[&R],
+        token: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
+        insert(client, R::SPEC.tables[0], records.iter().copied(), token, timeout).await
     }
 }
 
 /// `market.underlying` → `underlying_ticks`.
-pub struct Ticks(pub Avro);
+impl OneRow for TickRow {
+    const SPEC: &'static StreamSpec = &streams::TICKS;
 
-impl Stream for Ticks {
-    type Rows = TickRow;
-    const NAME: &'static str = "ticks";
-    const STAGE: &'static str = "sink.ticks";
-    const TABLES: &'static [&'static str] = &["underlying_ticks"];
-
-    fn topics(&self) -> Vec<String> {
-        vec![UNDERLYING.into()]
-    }
-
-    async fn decode(&self, msg: &OwnedMessage) -> Result<Self::Rows, Reject> {
-        let tick: UnderlyingTick = self.0.decode(msg).await?;
+    async fn decode(avro: &Avro, msg: &OwnedMessage) -> Result<Self, Reject> {
+        let tick: UnderlyingTick = avro.decode(msg).await?;
         Ok(tick_row(&tick, Origin::of(msg)))
     }
 
-    fn row_count(_: &Self::Rows) -> usize {
-        1
+    fn event_time_us(&self) -> Option<i64> {
+        Some(self.event_time_us)
     }
 
-    fn event_time_us(rows: &Self::Rows) -> Option<i64> {
-        Some(rows.event_time_us)
-    }
-
-    fn sequence(rows: &Self::Rows) -> Option<(String, i64)> {
-        Some((rows.product.clone(), rows.seq))
-    }
-
-    async fn insert(
-        &self,
-        client: &Client,
-        records: &[&Self::Rows],
-        token: Option<&str>,
-        timeout: Duration,
-    ) -> Result<(), Failure> {
-        insert(client, "underlying_ticks", records.iter().copied(), token, timeout).await
+    fn sequence(&self) -> Option<(String, i64)> {
+        Some((self.product.clone(), self.seq))
     }
 }
 
 /// `market.option_quote` → `option_quotes`.
-pub struct Quotes(pub Avro);
+impl OneRow for QuoteRow {
+    const SPEC: &'static StreamSpec = &streams::QUOTES;
 
-impl Stream for Quotes {
-    type Rows = QuoteRow;
-    const NAME: &'static str = "quotes";
-    const STAGE: &'static str = "sink.quotes";
-    const TABLES: &'static [&'static str] = &["option_quotes"];
-
-    fn topics(&self) -> Vec<String> {
-        vec![OPTION_QUOTE.into()]
-    }
-
-    async fn decode(&self, msg: &OwnedMessage) -> Result<Self::Rows, Reject> {
-        let quote: OptionQuote = self.0.decode(msg).await?;
+    async fn decode(avro: &Avro, msg: &OwnedMessage) -> Result<Self, Reject> {
+        let quote: OptionQuote = avro.decode(msg).await?;
         Ok(quote_row(&quote, Origin::of(msg)))
     }
 
-    fn row_count(_: &Self::Rows) -> usize {
-        1
+    fn event_time_us(&self) -> Option<i64> {
+        Some(self.event_time_us)
     }
 
-    fn event_time_us(rows: &Self::Rows) -> Option<i64> {
-        Some(rows.event_time_us)
-    }
-
-    fn sequence(rows: &Self::Rows) -> Option<(String, i64)> {
-        Some((rows.symbol.clone(), rows.seq))
-    }
-
-    async fn insert(
-        &self,
-        client: &Client,
-        records: &[&Self::Rows],
-        token: Option<&str>,
-        timeout: Duration,
-    ) -> Result<(), Failure> {
-        insert(client, "option_quotes", records.iter().copied(), token, timeout).await
+    fn sequence(&self) -> Option<(String, i64)> {
+        Some((self.symbol.clone(), self.seq))
     }
 }
 
-/// Every `dlq.*` topic → `dead_letters`.
-pub struct DeadLetters;
-
-impl Stream for DeadLetters {
-    type Rows = DeadLetterRow;
-    const NAME: &'static str = "dead_letters";
-    const STAGE: &'static str = "sink.dead_letters";
-    const TABLES: &'static [&'static str] = &["dead_letters"];
+/// Every `dlq.*` topic → `dead_letters`, as they are (no decoding).
+impl OneRow for DeadLetterRow {
+    const SPEC: &'static StreamSpec = &streams::DEAD_LETTERS;
     const DEAD_LETTERS_REFUSED: bool = false;
 
-    fn topics(&self) -> Vec<String> {
-        dead_letter_topics()
-    }
-
-    async fn decode(&self, msg: &OwnedMessage) -> Result<Self::Rows, Reject> {
+    async fn decode(_: &Avro, msg: &OwnedMessage) -> Result<Self, Reject> {
         Ok(dead_letter_row(msg))
     }
 
-    fn row_count(_: &Self::Rows) -> usize {
-        1
-    }
-
-    fn event_time_us(_: &Self::Rows) -> Option<i64> {
+    fn event_time_us(&self) -> Option<i64> {
         None
     }
 
-    async fn insert(
-        &self,
-        client: &Client,
-        records: &[&Self::Rows],
-        token: Option<&str>,
-        timeout: Duration,
-    ) -> Result<(), Failure> {
-        insert(client, "dead_letters", records.iter().copied(), token, timeout).await
+    fn sequence(&self) -> Option<(String, i64)> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chainflow_codec::{registry_settings, Codec};
+    use chainflow_config::RegistryConfig;
+
+    /// What a stream says of itself.
+    struct Describe;
+
+    impl WithStream for Describe {
+        type Output = (&'static StreamSpec, Vec<String>);
+        fn with<S: Stream>(self, stream: S) -> Self::Output {
+            (S::SPEC, stream.topics())
+        }
+    }
+
+    #[test]
+    fn every_stream_of_the_contracts_list_is_implemented_by_the_sink_as_listed() {
+        let codec = Arc::new(Codec::new(registry_settings(&RegistryConfig::default()).unwrap()));
+        for spec in streams::STREAMS {
+            let avro = Avro::new(codec.clone(), Duration::ZERO, spec.stage);
+            let (implemented, topics) = with_stream(spec, avro, Describe);
+            assert_eq!(implemented, spec);
+            assert_eq!(topics, spec.topics());
+        }
     }
 }

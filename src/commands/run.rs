@@ -7,7 +7,8 @@ use crate::progress::{bar, PipelineStats};
 use crate::wiring::{self, Process};
 use anyhow::{bail, Context, Result};
 use chainflow_config::Config;
-use chainflow_contract::topics::{provisioned, OPTION_QUOTE, UNDERLYING};
+use chainflow_contract::streams::{self, Source};
+use chainflow_contract::topics::{provisioned, OPTION_CHAIN, OPTION_QUOTE, UNDERLYING};
 use chainflow_feed::{FeedReport, FeedSummary};
 use chainflow_kafka::ensure_topics;
 use chainflow_runtime::{Class, Role, Stage, StageContext, StageStats};
@@ -17,6 +18,9 @@ use serde::Deserialize;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// The topics the feed writes.
+const FEED_TOPICS: [&str; 3] = [UNDERLYING, OPTION_QUOTE, OPTION_CHAIN];
 
 /// How often the watcher counts what is queryable.
 const POLL: Duration = Duration::from_millis(200);
@@ -65,8 +69,8 @@ struct Watch {
     progress: ProgressBar,
     /// When every chain was queryable, from the start.
     done: Arc<OnceLock<Duration>>,
-    /// The tables of the sink's streams besides the chains', which the watch waits for.
-    streams: Vec<&'static str>,
+    /// The sink's streams of the feed's own records, which the watch waits for too.
+    streams: Vec<Fed>,
 }
 
 impl Watch {
@@ -82,8 +86,8 @@ impl Watch {
             from_us: self.window.from_us.min(from_us),
             to_us,
         };
-        for (table, topic) in [("underlying_ticks", UNDERLYING), ("option_quotes", OPTION_QUOTE)] {
-            if self.streams.contains(&table) && count(&self.db, table, &window).await? < report.sent.on(topic) {
+        for fed in &self.streams {
+            if count(&self.db, fed.table, &window).await? < report.sent.on(fed.topic) {
                 return Ok(false);
             }
         }
@@ -169,12 +173,30 @@ fn is_transient(e: &anyhow::Error) -> bool {
         .is_some_and(|e| chainflow_clickhouse::error::classify(e).class == Class::Transient)
 }
 
-/// The tables of the configured sink streams other than the chains, whose rows `run` counts.
-fn other_tables(config: &Config) -> Vec<&'static str> {
-    [("ticks", "underlying_ticks"), ("quotes", "option_quotes")]
-        .into_iter()
-        .filter(|(stream, _)| config.sink.streams.iter().any(|s| s == stream))
-        .map(|(_, table)| table)
+/// A stream that stores one of the feed's topics as it is (ticks, quotes), one row per
+/// record: `run` counts its rows besides the chains'.
+#[derive(Debug, Clone, Copy)]
+struct Fed {
+    name: &'static str,
+    topic: &'static str,
+    table: &'static str,
+}
+
+/// The configured streams of the feed's own records.
+fn fed_streams(config: &Config) -> Vec<Fed> {
+    config
+        .sink
+        .streams
+        .iter()
+        .filter_map(|name| streams::named(name))
+        .filter_map(|spec| match (spec.source, spec.tables) {
+            (Source::Topic(topic), [table]) if FEED_TOPICS.contains(&topic) => Some(Fed {
+                name: spec.name,
+                topic,
+                table,
+            }),
+            _ => None,
+        })
         .collect()
 }
 
@@ -227,7 +249,7 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
         stats: stats.clone(),
         progress: progress.clone(),
         done: done.clone(),
-        streams: other_tables(config),
+        streams: fed_streams(config),
     };
     let mut process = Process::new(config, "run").await?;
     process.spawn(wiring::enrich(config, stats.enrich.clone())?, Role::Drain);
@@ -241,16 +263,7 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<()> {
     outcome?;
     let summary = report.borrow().as_ref().map(|r| r.sent.clone()).unwrap_or_default();
     let elapsed = done.get().copied().unwrap_or_default();
-    print_summary(
-        &db,
-        &summary,
-        &stats,
-        products,
-        start_us,
-        elapsed,
-        &other_tables(config),
-    )
-    .await
+    print_summary(&db, &summary, &stats, products, start_us, elapsed, &fed_streams(config)).await
 }
 
 /// Prints what the run produced, enriched and stored, and fails when the counts do not
@@ -262,7 +275,7 @@ async fn print_summary(
     products: Vec<String>,
     start_us: i64,
     elapsed: Duration,
-    others: &[&str],
+    fed: &[Fed],
 ) -> Result<()> {
     let (from_us, to_us) = summary.chain_times.unwrap_or((0, -1));
     let window = Window {
@@ -278,19 +291,14 @@ async fn print_summary(
     };
     let mut unbalanced = Vec::new();
     let mut stored_lines = Vec::new();
-    for (table, topic, what) in [
-        ("underlying_ticks", UNDERLYING, "ticks"),
-        ("option_quotes", OPTION_QUOTE, "quotes"),
-    ] {
-        if others.contains(&table) {
-            let n = count(db, table, &since_start).await?;
-            stored_lines.push(format!(
-                "  chainflow.{table:<16} {n} rows (FINAL, this run; {} {what} produced)",
-                summary.on(topic)
-            ));
-            if n != summary.on(topic) {
-                unbalanced.push(format!("{} {what} produced, {n} stored", summary.on(topic)));
-            }
+    for &Fed { name, topic, table } in fed {
+        let n = count(db, table, &since_start).await?;
+        stored_lines.push(format!(
+            "  chainflow.{table:<16} {n} rows (FINAL, this run; {} {name} produced)",
+            summary.on(topic)
+        ));
+        if n != summary.on(topic) {
+            unbalanced.push(format!("{} {name} produced, {n} stored", summary.on(topic)));
         }
     }
     let window = since_start;

@@ -7,12 +7,13 @@ use crate::UsageError;
 use anyhow::{Context, Result};
 use chainflow_clickhouse::ServerVersion;
 use chainflow_config::Config;
-use chainflow_contract::topics::{ENRICHED_CHAIN, OPTION_CHAIN, OPTION_QUOTE, UNDERLYING};
+use chainflow_contract::streams::{self, Source, StreamSpec, STREAMS};
+use chainflow_contract::topics::{ENRICHED_CHAIN, OPTION_CHAIN};
 use chainflow_kafka::range::{resolve, tool_consumer};
 use chainflow_kafka::{Bound, Isolation, RangeReader, Span};
 use chainflow_runtime::{signals, RetryPolicy, StageStats};
-use chainflow_sink::stream::{Avro, Chains, DeadLetters, Quotes, Stream, Ticks};
-use chainflow_tools::replay::{replay as run_replay, EventWindow, Summary, Writes};
+use chainflow_sink::stream::{with_stream, Avro, Chains, Stream, WithStream};
+use chainflow_tools::replay::{EventWindow, Replay, Summary, Writes};
 use chainflow_tools::reprocess::{Forward, Reprocess};
 use chainflow_tools::{groups, redrive, tail, Progress};
 use std::io::Write;
@@ -58,40 +59,43 @@ async fn plan(config: &Config, topic: &str, range: &RangeArgs) -> Result<(Vec<Sp
     Ok((spans, total))
 }
 
+/// The stream that stores `topic` (`None`: the raw chains, enriched again with
+/// `--reprocess`), or why the range cannot be replayed.
+fn stream_of(topic: &str, args: &ReplayArgs) -> Result<Option<&'static StreamSpec>, UsageError> {
+    if topic == OPTION_CHAIN {
+        return if args.reprocess {
+            Ok(None)
+        } else {
+            Err(UsageError(format!(
+                "{OPTION_CHAIN} holds raw chains, stored only in their enriched form: replay it with \
+                 --reprocess (enriches them again), or replay {ENRICHED_CHAIN}"
+            )))
+        };
+    }
+    if args.reprocess {
+        return Err(UsageError(format!(
+            "--reprocess applies to {OPTION_CHAIN} only, not {topic}"
+        )));
+    }
+    let Some(spec) = streams::storing(topic) else {
+        let stored: Vec<String> = STREAMS.iter().map(|s| s.source.to_string()).collect();
+        return Err(UsageError(format!(
+            "chainflow stores {}, and {OPTION_CHAIN} with --reprocess; not {topic}",
+            stored.join(", ")
+        )));
+    };
+    if spec.source == Source::DeadLetters && (args.event_from.is_some() || args.event_to.is_some()) {
+        return Err(UsageError(
+            "--event-from and --event-to filter market events; dead letters have none (use --from and --to)".into(),
+        ));
+    }
+    Ok(Some(spec))
+}
+
 /// `chainflow replay TOPIC`.
 pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<()> {
     let topic = args.topic.as_str();
-    let dead_letters = topic.starts_with("dlq.");
-    match topic {
-        OPTION_CHAIN if !args.reprocess => {
-            return Err(UsageError(format!(
-                "{OPTION_CHAIN} holds raw chains, stored only in their enriched form: replay it with \
-                 --reprocess (enriches them again), or replay {ENRICHED_CHAIN}"
-            ))
-            .into())
-        }
-        OPTION_CHAIN => {}
-        _ if args.reprocess => {
-            return Err(UsageError(format!("--reprocess applies to {OPTION_CHAIN} only, not {topic}")).into())
-        }
-        ENRICHED_CHAIN | UNDERLYING | OPTION_QUOTE => {}
-        _ if dead_letters => {
-            if args.event_from.is_some() || args.event_to.is_some() {
-                return Err(UsageError(
-                    "--event-from and --event-to filter market events; dead letters have none (use --from and --to)"
-                        .into(),
-                )
-                .into());
-            }
-        }
-        _ => {
-            return Err(UsageError(format!(
-                "chainflow stores {ENRICHED_CHAIN}, {UNDERLYING}, {OPTION_QUOTE}, the dlq.* topics, and \
-                 {OPTION_CHAIN} with --reprocess; not {topic}"
-            ))
-            .into())
-        }
-    }
+    let stream = stream_of(topic, args)?;
     let (spans, total) = plan(config, topic, &args.range).await?;
     if args.dry_run {
         say!("dry run: nothing written");
@@ -126,23 +130,25 @@ pub async fn replay(config: &Config, args: &ReplayArgs) -> Result<()> {
     let stop = signals::shutdown_request();
     let codec = wiring::codec(config)?;
     let avro = |stage| Avro::new(codec.clone(), Duration::ZERO, stage);
+    let into = Replay {
+        reader,
+        writes: &writes,
+        window,
+        progress: &read,
+        stop: &stop,
+    };
     let run = async {
-        match topic {
-            OPTION_CHAIN => {
-                let processor = wiring::enrich(config, Arc::new(StageStats::default()))?.processor();
-                let forward = match &args.to_topic {
-                    Some(t) => Some(Forward::new(&config.kafka, t)?),
-                    None => None,
-                };
-                let at = chrono::Utc::now().timestamp_micros();
-                let stream = Reprocess::new(processor, Chains(avro(Chains::STAGE)), at, forward);
-                run_replay(&stream, reader, &writes, window, &read, &stop).await
-            }
-            ENRICHED_CHAIN => run_replay(&Chains(avro(Chains::STAGE)), reader, &writes, window, &read, &stop).await,
-            UNDERLYING => run_replay(&Ticks(avro(Ticks::STAGE)), reader, &writes, window, &read, &stop).await,
-            OPTION_QUOTE => run_replay(&Quotes(avro(Quotes::STAGE)), reader, &writes, window, &read, &stop).await,
-            _ => run_replay(&DeadLetters, reader, &writes, window, &read, &stop).await,
+        if let Some(spec) = stream {
+            return with_stream(spec, avro(spec.stage), into).await;
         }
+        let processor = wiring::enrich(config, Arc::new(StageStats::default()))?.processor();
+        let forward = match &args.to_topic {
+            Some(t) => Some(Forward::new(&config.kafka, t)?),
+            None => None,
+        };
+        let at = chrono::Utc::now().timestamp_micros();
+        into.with(Reprocess::new(processor, Chains::new(avro(Chains::STAGE)), at, forward))
+            .await
     };
     let outcome = run.await;
     redraw.abort();

@@ -12,8 +12,9 @@ use anyhow::{anyhow, Result};
 use chainflow_kafka::RangeReader;
 use chainflow_runtime::Class;
 use chainflow_runtime::RetryPolicy;
-use chainflow_sink::stream::{Reject, Stream};
+use chainflow_sink::stream::{Reject, Stream, WithStream};
 use clickhouse::Client;
+use futures::future::BoxFuture;
 use rdkafka::message::{Message, OwnedMessage};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -86,6 +87,29 @@ impl Summary {
     /// Records read in all.
     pub fn total_read(&self) -> u64 {
         self.read.values().sum()
+    }
+}
+
+/// A replay of one range, into whichever stream stores it
+/// ([`chainflow_sink::stream::with_stream`]).
+pub struct Replay<'a> {
+    /// What it reads.
+    pub reader: RangeReader,
+    /// How it writes.
+    pub writes: &'a Writes,
+    /// The events it keeps.
+    pub window: EventWindow,
+    /// What it has read, for a progress bar.
+    pub progress: &'a Arc<Progress>,
+    /// Ends it early.
+    pub stop: &'a CancellationToken,
+}
+
+impl<'a> WithStream for Replay<'a> {
+    type Output = BoxFuture<'a, Result<Summary>>;
+
+    fn with<S: Stream>(self, stream: S) -> Self::Output {
+        Box::pin(async move { replay(&stream, self.reader, self.writes, self.window, self.progress, self.stop).await })
     }
 }
 

@@ -6,7 +6,8 @@
 //! `enriched.option_chain` unless asked (`--to-topic`).
 
 use chainflow_clickhouse::Failure;
-use chainflow_contract::topics::ENRICHED_CHAIN;
+use chainflow_contract::streams::{self, Source, StreamSpec};
+use chainflow_contract::topics::{ENRICHED_CHAIN, OPTION_CHAIN};
 use chainflow_enrich::process::{NotYet, Output, Processor};
 use chainflow_runtime::Class;
 use chainflow_sink::stream::{Chains, Reject, Stream};
@@ -74,15 +75,17 @@ pub struct Reprocessed {
 /// How long sending one reprocessed chain may take.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Not a stream of the sink's list: the raw chains, stored in the chains' tables.
+const REPROCESS: StreamSpec = StreamSpec {
+    name: "reprocess",
+    stage: "replay.reprocess",
+    source: Source::Topic(OPTION_CHAIN),
+    tables: streams::CHAINS.tables,
+};
+
 impl Stream for Reprocess {
     type Rows = Reprocessed;
-    const NAME: &'static str = "reprocess";
-    const STAGE: &'static str = "replay.reprocess";
-    const TABLES: &'static [&'static str] = Chains::TABLES;
-
-    fn topics(&self) -> Vec<String> {
-        vec![chainflow_contract::topics::OPTION_CHAIN.into()]
-    }
+    const SPEC: &'static StreamSpec = &REPROCESS;
 
     async fn decode(&self, msg: &OwnedMessage) -> Result<Self::Rows, Reject> {
         let (key, headers, value) = match self.processor.process(msg, self.processed_at).await {

@@ -1,0 +1,272 @@
+//! Intake: a record read becomes an entry of its partition's batch (decoded,
+//! dead-lettered, or its partition held), the rebalance callbacks' changes are applied,
+//! and the batches the ledger recorded are re-formed.
+
+use super::retry::OnStop;
+use super::Worker;
+use crate::batch::{Batch, Entry};
+use crate::ledger::Recorded;
+use crate::rebalance::{Change, Tp};
+use crate::stream::{Reject, Stream};
+use anyhow::Result;
+use chainflow_clickhouse::Failure;
+use chainflow_kafka::{blocking, OFFSETS_TIMEOUT};
+use chainflow_runtime::{Class, StageContext, StageStats};
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use tokio::time::Instant;
+
+/// The highest `seq` seen per key: a record that skips ahead of it is a gap. A key starting
+/// again at 1 is a feed that restarted; anything else at or below it is a redelivery or a
+/// replay, not a gap.
+#[derive(Debug, Default)]
+pub struct Sequences(HashMap<String, i64>);
+
+impl Sequences {
+    /// Notes `seq` for `key`; `Some(expected)` when records between were never seen.
+    pub fn gap(&mut self, key: &str, seq: i64) -> Option<i64> {
+        let Some(last) = self.0.get_mut(key) else {
+            self.0.insert(key.to_string(), seq);
+            return None;
+        };
+        let expected = *last + 1;
+        if seq == 1 || seq > *last {
+            *last = seq;
+        }
+        (seq > expected).then_some(expected)
+    }
+}
+
+impl<S: Stream> Worker<S> {
+    /// Tries the held records again; releases the partitions whose record can now be
+    /// decoded (or, its grace over, dead-lettered), so that it is read again.
+    pub(super) async fn check_holds(&mut self) -> Result<()> {
+        for msg in self.holds.due(Instant::now()) {
+            if !matches!(
+                self.io.stream.decode(&msg).await,
+                Err(Reject::Held(_) | Reject::Transient(_))
+            ) {
+                tracing::info!(
+                    stream = S::NAME,
+                    partition = msg.partition(),
+                    offset = msg.offset(),
+                    "held partition released"
+                );
+                self.holds.release(&self.consumer, &msg).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the assignment changes the rebalance callbacks noted.
+    pub(super) fn apply_changes(&mut self) {
+        for change in self.consumer.context().take_changes() {
+            match change {
+                Change::Revoked(tps) => {
+                    for tp in &tps {
+                        self.flying.remove(tp);
+                        if let Some(b) = self.batches.remove(tp) {
+                            if !b.is_empty() {
+                                tracing::info!(stream = S::NAME, topic = %tp.0, partition = tp.1, records = b.entries().len(), "partition revoked: its unwritten records are left to the new owner");
+                            }
+                        }
+                        self.recorded.remove(tp);
+                        self.next.remove(tp);
+                        self.holds.forget(&tp.0, tp.1);
+                        metrics::gauge!("chainflow_sink_consumer_lag", "stream" => S::NAME, "topic" => tp.0.clone(), "partition" => tp.1.to_string()).set(0.0);
+                    }
+                }
+                Change::Assigned(tps) => {
+                    tracing::info!(stream = S::NAME, partitions = ?tps, "partitions assigned");
+                    for tp in &tps {
+                        self.recorded.remove(tp);
+                    }
+                    if self.paused {
+                        let mut tpl = TopicPartitionList::new();
+                        for (t, p) in &tps {
+                            tpl.add_partition(t, *p);
+                        }
+                        if let Err(e) = self.consumer.pause(&tpl) {
+                            tracing::warn!(error = %e, "pausing newly assigned partitions failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds one record to its partition's batch (decoding it, or dead-lettering it).
+    pub(super) async fn take(&mut self, msg: OwnedMessage, ctx: &StageContext) -> Result<()> {
+        // the poll that returned `msg` may have run rebalance callbacks: what they changed
+        // applies before it (a re-assigned partition starts again from its committed offset)
+        self.apply_changes();
+        let tp: Tp = (msg.topic().to_string(), msg.partition());
+        let offset = msg.offset();
+        if self.next.get(&tp).is_some_and(|&n| offset < n) {
+            return Ok(()); // already read: a fetch that raced a seek
+        }
+        if self.holds.skips(&msg) {
+            return Ok(()); // its partition is held at an earlier record
+        }
+        StageStats::add(&self.stats.records_in, 1);
+        metrics::counter!("chainflow_records_in_total", "stage" => S::STAGE, "topic" => tp.0.clone()).increment(1);
+        if !self.recorded.contains_key(&tp) {
+            let pending = self.recorded_batches(&tp, &msg, ctx).await?;
+            self.recorded.insert(tp.clone(), pending.into());
+        }
+        let io = self.io.clone();
+        let (io, message) = (&io, &msg);
+        let decoded = self
+            .retry(
+                ctx,
+                "decoding through the Schema Registry",
+                Some(&tp),
+                OnStop::Abandon,
+                || async move {
+                    match io.stream.decode(message).await {
+                        Err(Reject::Transient(why)) => Err(Failure {
+                            class: Class::Transient,
+                            code: None,
+                            message: why,
+                        }),
+                        other => Ok(other),
+                    }
+                },
+            )
+            .await?;
+        let Some(decoded) = decoded else {
+            return Ok(()); // revoked while the registry was away
+        };
+        let rows = match decoded {
+            Ok(rows) => Some(rows),
+            Err(Reject::Permanent { kind, message }) => {
+                self.dead_letter(&msg, kind, &message, ctx).await?;
+                None
+            }
+            Err(Reject::Held(id)) => {
+                tracing::warn!(
+                    stream = S::NAME,
+                    id,
+                    topic = %tp.0,
+                    partition = tp.1,
+                    offset,
+                    "schema id {id} is not known to the registry (yet): partition held, for up to \
+                     registry.unknown_id_grace_ms"
+                );
+                self.holds.hold(&*self.consumer, msg);
+                return Ok(());
+            }
+            Err(Reject::Transient(_)) => unreachable!("transient rejections are retried above"),
+        };
+        if let Some((key, seq)) = rows.as_ref().and_then(S::sequence) {
+            if let Some(expected) = self.sequences.gap(&key, seq) {
+                metrics::counter!("chainflow_sequence_gaps_total", "topic" => tp.0.clone()).increment(1);
+                tracing::warn!(stream = S::NAME, topic = %tp.0, key = %key, expected, seq, offset, "sequence gap: records of this key are missing upstream");
+            }
+        }
+        let recorded = self.recorded.entry(tp.clone()).or_default();
+        let batch = self.batches.entry(tp.clone()).or_insert_with(|| {
+            // a batch the ledger recorded starting here is formed again exactly
+            while recorded.front().is_some_and(|r| r.first_offset < offset) {
+                recorded.pop_front();
+            }
+            let end = recorded
+                .front()
+                .filter(|r| r.first_offset == offset)
+                .map(|r| r.last_offset);
+            Batch::new(&tp.0, tp.1, end)
+        });
+        let (count, bytes) = (
+            rows.as_ref().map_or(0, S::row_count),
+            msg.key().map_or(0, <[u8]>::len) + msg.payload().map_or(0, <[u8]>::len),
+        );
+        batch.push(Entry { message: msg, rows }, count, bytes);
+        self.next.insert(tp, offset + 1);
+        Ok(())
+    }
+
+    /// The batches the ledger recorded for `tp` from `msg` on (the first record read since
+    /// the partition was assigned), to be re-formed; none when they belong to a topic that
+    /// was deleted and created again (its offsets start over, under other records), and
+    /// then the partition's ledger is marked restarted, so that they are never re-formed
+    /// later either. Recreation is seen two ways: the partition is read from below the
+    /// group's committed offset (a broker that keeps a deleted topic's offsets, or offsets
+    /// moved back), or, the group having no committed offset (Apache Kafka deletes them
+    /// with the topic), the record was written after every recorded batch was recorded.
+    pub(super) async fn recorded_batches(
+        &mut self,
+        tp: &Tp,
+        msg: &OwnedMessage,
+        ctx: &StageContext,
+    ) -> Result<Vec<Recorded>> {
+        let ledger = self.io.ledger.clone();
+        let (ledger, topic, partition, offset) = (&ledger, tp.0.as_str(), tp.1, msg.offset());
+        let pending = self
+            .retry(ctx, "reading the ledger", None, OnStop::Abandon, || {
+                ledger.pending(topic, partition, offset)
+            })
+            .await?
+            .unwrap_or_default();
+        if pending.is_empty() {
+            return Ok(pending);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let committed = blocking::committed_offsets(&self.consumer, tpl, OFFSETS_TIMEOUT)
+            .await
+            .ok()
+            .and_then(|c| match c.find_partition(topic, partition)?.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            });
+        let written_us = msg.timestamp().to_millis().map(|ms| ms.saturating_mul(1000));
+        let newest_us = pending.iter().map(|r| r.recorded_at_us).max().unwrap_or(0);
+        let recreated = match committed {
+            Some(c) => offset < c,
+            None => written_us.is_some_and(|w| w > newest_us as i64),
+        };
+        if !recreated {
+            tracing::info!(
+                stream = S::NAME,
+                topic,
+                partition,
+                batches = pending.len(),
+                "re-forming batches recorded but not committed"
+            );
+            return Ok(pending);
+        }
+        tracing::warn!(
+            stream = S::NAME,
+            topic,
+            partition,
+            offset,
+            ?committed,
+            "the partition was recreated (or its offsets moved back): the batches recorded before are not re-formed"
+        );
+        self.retry(ctx, "marking the ledger restarted", None, OnStop::Abandon, || {
+            ledger.restart(topic, partition)
+        })
+        .await?;
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sequences;
+
+    #[test]
+    fn a_gap_is_a_seq_that_skips_ahead_and_nothing_else() {
+        let mut s = Sequences::default();
+        assert_eq!(s.gap("NIFTY", 5), None, "the first record of a key");
+        assert_eq!(s.gap("NIFTY", 6), None);
+        assert_eq!(s.gap("NIFTY", 9), Some(7), "7 and 8 never came");
+        assert_eq!(s.gap("NIFTY", 8), None, "late, or redelivered: not a gap");
+        assert_eq!(s.gap("NIFTY", 10), None);
+        assert_eq!(s.gap("NIFTY", 1), None, "the feed restarted");
+        assert_eq!(s.gap("NIFTY", 2), None);
+        assert_eq!(s.gap("BANKNIFTY", 3), None, "keys are apart");
+    }
+}

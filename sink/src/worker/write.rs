@@ -1,0 +1,147 @@
+//! Write: a batch inserted with retries and split until the records ClickHouse refuses are
+//! isolated; those are dead-lettered.
+
+use super::report::{batch_span, stored};
+use super::retry::OnStop;
+use super::Worker;
+use crate::batch::Batch;
+use crate::rebalance::Tp;
+use crate::stream::Stream;
+use anyhow::Result;
+use chainflow_clickhouse::Failure;
+use chainflow_kafka::DeadLetter;
+use chainflow_runtime::{Class, StageContext, StageStats};
+use rdkafka::message::{Message, OwnedMessage};
+use std::future::Future;
+use std::time::Duration;
+
+/// How long producing a dead letter may take before it is retried.
+pub(super) const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What became of a batch.
+pub(super) enum Written {
+    /// Stored (or refused records dead-lettered): its offsets can be committed.
+    Done,
+    /// Its partition was revoked first: nothing of it is committed.
+    Abandoned,
+}
+
+impl<S: Stream> Worker<S> {
+    /// Inserts `batch`; transient failures are retried, permanent ones isolate the refused
+    /// records by halving, and those are dead-lettered (or, for dead letters, skipped).
+    pub(super) async fn write(&mut self, batch: &Batch<S::Rows>, ctx: &StageContext) -> Result<Written> {
+        let tp: Tp = (batch.topic.clone(), batch.partition);
+        let token = batch.token();
+        let (entries, span) = batch_span(S::NAME, batch, self.io.max_links);
+        let mut pieces: Vec<(usize, usize)> = vec![(0, entries.len())];
+        while let Some((from, to)) = pieces.pop() {
+            if from == to {
+                continue;
+            }
+            let records: Vec<&S::Rows> = entries[from..to].iter().filter_map(|e| e.rows.as_ref()).collect();
+            let piece_token = if (from, to) == (0, entries.len()) {
+                token.clone()
+            } else {
+                format!(
+                    "{token}/{}-{}",
+                    entries[from].message.offset(),
+                    entries[to - 1].message.offset()
+                )
+            };
+            let io = self.io.clone();
+            let (io, records, piece_token) = (&io, &records, &piece_token);
+            let attempt = || {
+                io.stream.insert(
+                    &io.client,
+                    records,
+                    io.tokens.then_some(piece_token.as_str()),
+                    io.insert_timeout,
+                )
+            };
+            let outcome = self.retry_insert(ctx, &tp, attempt).await?;
+            match outcome {
+                None => return Ok(Written::Abandoned),
+                Some(Ok(())) => stored::<S>(&self.stats, &span, &tp.0, &entries[from..to], records),
+                Some(Err(refused)) if to - from > 1 => {
+                    tracing::warn!(stream = S::NAME, topic = %tp.0, partition = tp.1, records = to - from, error = %refused, "ClickHouse refused a batch: splitting it to isolate the refused records");
+                    let mid = from + (to - from) / 2;
+                    pieces.push((mid, to));
+                    pieces.push((from, mid));
+                }
+                Some(Err(refused)) => {
+                    let msg = &entries[from].message;
+                    if S::DEAD_LETTERS_REFUSED {
+                        self.dead_letter(msg, "clickhouse_refused", &refused.message, ctx)
+                            .await?;
+                    } else {
+                        metrics::counter!("chainflow_sink_records_total", "stream" => S::NAME, "outcome" => "skipped")
+                            .increment(1);
+                        tracing::error!(stream = S::NAME, topic = %tp.0, partition = tp.1, offset = msg.offset(), error = %refused,
+                            "ClickHouse refused a dead letter: skipped (a dead letter is never dead-lettered again)");
+                    }
+                }
+            }
+        }
+        Ok(Written::Done)
+    }
+
+    /// Runs an insert until it succeeds (`Some(Ok)`), is refused for good (`Some(Err)`), or
+    /// its partition is revoked meanwhile (`None`).
+    pub(super) async fn retry_insert<F, Fut>(
+        &mut self,
+        ctx: &StageContext,
+        tp: &Tp,
+        mut attempt: F,
+    ) -> Result<Option<Result<(), Failure>>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), Failure>>,
+    {
+        let outcome = self
+            .retry(ctx, "inserting into ClickHouse", Some(tp), OnStop::Finish, || {
+                let work = attempt();
+                async move {
+                    match work.await {
+                        Err(f) if f.class == Class::Permanent => Ok(Err(f)),
+                        other => other.map(Ok),
+                    }
+                }
+            })
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Sends `msg` to its dead-letter topic, retrying a broker that refuses.
+    pub(super) async fn dead_letter(
+        &mut self,
+        msg: &OwnedMessage,
+        kind: &str,
+        message: &str,
+        ctx: &StageContext,
+    ) -> Result<()> {
+        tracing::warn!(stream = S::NAME, kind, %message, topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), "record dead-lettered");
+        let letter = DeadLetter::new(msg, "sink", kind, message);
+        let dlq = self.io.dlq.clone();
+        let sent = self
+            .retry(ctx, "producing a dead letter", None, OnStop::Finish, || {
+                let (dlq, letter) = (dlq.clone(), letter.clone());
+                async move {
+                    dlq.send(letter.record(), DEAD_LETTER_TIMEOUT)
+                        .await
+                        .map(|_| ())
+                        .map_err(|(e, _)| Failure {
+                            class: Class::Transient,
+                            code: None,
+                            message: format!("producing to {}: {e}", letter.topic),
+                        })
+                }
+            })
+            .await?;
+        if sent.is_some() {
+            StageStats::add(&self.stats.dead_letters, 1);
+            metrics::counter!("chainflow_sink_records_total", "stream" => S::NAME, "outcome" => "dead_letter")
+                .increment(1);
+        }
+        Ok(())
+    }
+}
