@@ -14,8 +14,8 @@ use chainflow_contract::keys::chain_id;
 use chainflow_contract::topics::{dlq, ENRICHED_CHAIN, HEADER_ID, OPTION_CHAIN};
 use chainflow_contract::{OptionChain, Record};
 use common::{
-    chain, chainflow, ends, free_port, group_at_end, kill, metric, stack, stack_pid, status, wait_http, Database,
-    Names, Proc, Producer,
+    chain, chainflow, ends, free_port, group_at_end, kill, metric, stack, stack_pid, status, try_metric, wait_http,
+    Database, Names, Proc, Producer,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
@@ -332,7 +332,13 @@ async fn a_frozen_member_is_fenced(protocol: GroupProtocol) {
     let ports = [free_port(), free_port(), free_port()];
     let a = case.enricher("a", ports[0], &env).await;
     let b = case.enricher("b", ports[1], &env).await;
-    let frozen_env = [env[0], ("CHAINFLOW_FAULTS", "enrich.send_offsets=stop")];
+    // c's transaction outlives its freeze: with the default timeout (10 s) the transaction
+    // coordinator may abort it first, and c is then fenced as an instance (the next test)
+    let frozen_env = [
+        env[0],
+        ("CHAINFLOW_FAULTS", "enrich.send_offsets=stop"),
+        ("CHAINFLOW_ENRICH__TRANSACTION_TIMEOUT_MS", "60000"),
+    ];
     let mut c = case.enricher("c", ports[2], &frozen_env).await;
     // every member has partitions before the chains arrive
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -348,8 +354,16 @@ async fn a_frozen_member_is_fenced(protocol: GroupProtocol) {
             let ended = c.wait(Duration::from_secs(1));
             panic!("c exited ({}) after it resumed: {}", ended.status, ended.stderr);
         }
-        if metric(ports[2], "chainflow_enrich_fenced_total{by=\"group\"}").await >= 1.0 {
-            break;
+        match try_metric(ports[2], "chainflow_enrich_fenced_total{by=\"group\"}").await {
+            Ok(fenced) if fenced >= 1.0 => break,
+            Ok(_) => {}
+            Err(e) => {
+                let ended = c.wait(Duration::from_secs(40));
+                panic!(
+                    "c stopped answering /metrics ({e}) after it resumed; it ended ({}): {}",
+                    ended.status, ended.stderr
+                );
+            }
         }
         assert!(
             Instant::now() < deadline,
@@ -376,6 +390,38 @@ async fn a_frozen_member_is_fenced_and_nothing_it_sent_becomes_visible_classic()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_member_is_fenced_and_nothing_it_sent_becomes_visible_consumer_protocol() {
     a_frozen_member_is_fenced(GroupProtocol::Consumer).await;
+}
+
+/// An enricher frozen with a transaction open past its transaction timeout: the
+/// coordinator aborts the transaction and fences the producer. Resumed, it stops with an
+/// error naming the timeout; restarted, it sends every chain once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_frozen_past_its_transaction_timeout_stops_saying_so_and_its_restart_loses_nothing() {
+    let case = Case::new("txntimeout", 4).await;
+    let port = free_port();
+    let faults = [
+        ("CHAINFLOW_FAULTS", "enrich.send_offsets=stop"),
+        ("CHAINFLOW_ENRICH__TRANSACTION_TIMEOUT_MS", "2000"),
+    ];
+    let mut enrich = case.enricher("0", port, &faults).await;
+    let mut expected = case.send(&case.products, 1..=3).await;
+    wait_stopped(enrich.pid(), 60);
+    // the coordinator looks for timed-out transactions every 10 s
+    // (transaction.abort.timed.out.transaction.cleanup.interval.ms)
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    kill("CONT", enrich.pid());
+    let ended = enrich.wait(Duration::from_secs(40));
+    assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
+    assert!(
+        ended.stderr.contains("fenced") && ended.stderr.contains("enrich.transaction_timeout_ms (2000 ms"),
+        "{}",
+        ended.stderr
+    );
+    enrich = case.enricher("0", port, &[]).await;
+    expected.extend(case.send(&case.products, 4..=4).await);
+    exactly_once(&expected, &case.enriched(expected.len(), 90));
+    let ended = enrich.terminate(Duration::from_secs(35));
+    assert!(ended.status.success(), "{}", ended.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -99,6 +99,8 @@ impl Failed {
 pub struct Transactions {
     producer: FutureProducer,
     id: String,
+    /// `enrich.transaction_timeout_ms`: the coordinator aborts a transaction open longer.
+    timeout: Duration,
     retry: RetryPolicy,
 }
 
@@ -196,8 +198,11 @@ impl Transactions {
         if fenced == Some("instance") {
             error = error.context(format!(
                 "fenced: an enricher with the transactional id {} started after this one (a restart \
-                 of this member, or another member with the same enrich.instance_id)",
-                self.id
+                 of this member, or another member with the same enrich.instance_id), or this \
+                 transaction was open longer than enrich.transaction_timeout_ms ({} ms; the process \
+                 was paused that long) and the transaction coordinator aborted it",
+                self.id,
+                self.timeout.as_millis()
             ));
         }
         if fatal {
@@ -257,7 +262,12 @@ pub async fn open(kafka: &KafkaConfig, section: &EnrichConfig, retry: RetryPolic
         .map_err(|e| refused(kafka, &id, "to commit a transaction", &e))?;
     tracing::info!(transactional_id = %id, transaction_timeout_ms = section.transaction_timeout_ms,
         "Kafka transactions: the broker committed the probe");
-    Ok(Transactions { producer, id, retry })
+    Ok(Transactions {
+        producer,
+        id,
+        timeout,
+        retry,
+    })
 }
 
 #[cfg(test)]

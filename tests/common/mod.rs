@@ -507,11 +507,19 @@ pub async fn scrape(port: u16) -> String {
 /// The value of the Prometheus series `series` (name and labels, as printed) at
 /// `127.0.0.1:port/metrics`, 0 when absent.
 pub async fn metric(port: u16, series: &str) -> f64 {
-    scrape(port)
-        .await
+    try_metric(port, series).await.expect("/metrics answers")
+}
+
+/// [`metric`], or the error of a `/metrics` that does not answer.
+pub async fn try_metric(port: u16, series: &str) -> Result<f64, reqwest::Error> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await?
+        .text()
+        .await?;
+    Ok(text
         .lines()
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
-        .unwrap_or(0.0)
+        .unwrap_or(0.0))
 }
 
 /// The HTTP status of `url`.
