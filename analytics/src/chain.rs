@@ -29,36 +29,29 @@ pub fn enrich_chain(
     let params = ChainParams::for_chain(terms, chain);
     let analytics = analyze(chain, &params);
     let m = analytics.metrics;
-    Ok(EnrichedOptionChain {
-        product: chain.product.clone(),
-        expiry: chain.expiry,
-        lot_size: chain.lot_size,
-        spot: chain.spot,
-        event_time: chain.event_time,
-        seq: chain.seq,
-        strikes: analytics.strikes,
-        pcr_oi: m.pcr_oi,
-        pcr_volume: m.pcr_volume,
-        atm_strike: m.atm_strike,
-        atm_straddle_price: m.atm_straddle_price,
-        max_pain_strike: m.max_pain_strike,
-        total_call_oi: m.total_call_oi,
-        total_put_oi: m.total_put_oi,
-        call_oi_otm: m.call_oi_otm,
-        put_oi_otm: m.put_oi_otm,
-        call_buildup_otm: m.call_buildup_otm,
-        put_buildup_otm: m.put_buildup_otm,
-        atm_iv: m.atm_iv,
-        iv_skew_25d: m.iv_skew_25d,
-        rate: params.rate,
-        dividend_yield: params.dividend_yield,
-        time_to_expiry: params.time_to_expiry,
-        analytics_version: ANALYTICS_VERSION.into(),
-        source_topic: source.topic.into(),
-        source_partition: source.partition,
-        source_offset: source.offset,
-        processed_at,
-    })
+    Ok(
+        chainflow_contract::chain_metrics!(chainflow_contract::literal_with_fields [
+            EnrichedOptionChain,
+            m,
+            {
+                product: chain.product.clone(),
+                expiry: chain.expiry,
+                lot_size: chain.lot_size,
+                spot: chain.spot,
+                event_time: chain.event_time,
+                seq: chain.seq,
+                strikes: analytics.strikes,
+                rate: params.rate,
+                dividend_yield: params.dividend_yield,
+                time_to_expiry: params.time_to_expiry,
+                analytics_version: ANALYTICS_VERSION.into(),
+                source_topic: source.topic.into(),
+                source_partition: source.partition,
+                source_offset: source.offset,
+                processed_at,
+            }
+        ]),
+    )
 }
 
 #[cfg(test)]

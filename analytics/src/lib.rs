@@ -16,8 +16,9 @@ mod price;
 mod validate;
 
 pub use chain::{enrich_chain, Source};
+pub use chainflow_contract::ChainMetrics;
 pub use iv::{Greeks, Valuation};
-pub use metrics::{atm_iv, chain_metrics, max_pain, skew_25d, ChainMetrics};
+pub use metrics::{atm_iv, chain_metrics, max_pain, skew_25d};
 pub use options::enrich_options;
 pub use price::{select_price, PriceChoice};
 pub use validate::{validate, InvalidChain};

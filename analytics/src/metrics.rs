@@ -1,39 +1,6 @@
 //! Chain-level metrics: put-call ratios, ATM, straddle, max pain, OI totals and build-up.
 
-use chainflow_contract::{EnrichedOption, EnrichedStrike};
-
-/// Chain metrics, as defined in `docs/analytics.md`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChainMetrics {
-    /// Σ put OI / Σ call OI; none when Σ call OI = 0.
-    pub pcr_oi: Option<f64>,
-    /// Σ put volume / Σ call volume; none when Σ call volume = 0.
-    pub pcr_volume: Option<f64>,
-    /// Strike nearest to spot, the lower one on a tie.
-    pub atm_strike: f64,
-    /// Call price + put price at `atm_strike`, if both have a price.
-    pub atm_straddle_price: Option<f64>,
-    /// Strike minimising the total payout to option holders; none when all OI is zero.
-    pub max_pain_strike: Option<f64>,
-    /// Σ call OI.
-    pub total_call_oi: i64,
-    /// Σ put OI.
-    pub total_put_oi: i64,
-    /// Σ call OI over strikes above spot.
-    pub call_oi_otm: i64,
-    /// Σ put OI over strikes below spot.
-    pub put_oi_otm: i64,
-    /// Σ call OI change over strikes above spot.
-    pub call_buildup_otm: i64,
-    /// Σ put OI change over strikes below spot.
-    pub put_buildup_otm: i64,
-    /// IV at the forward, interpolated in strike between the nearest strikes with an IV on
-    /// either side (a strike's IV is the mean of its call and put IVs, or the one there is).
-    pub atm_iv: Option<f64>,
-    /// σ(25Δ put) − σ(25Δ call), each interpolated in delta between the two out-of-the-money
-    /// options that bracket ∓0.25; none when either is not bracketed.
-    pub iv_skew_25d: Option<f64>,
-}
+use chainflow_contract::{ChainMetrics, EnrichedOption, EnrichedStrike};
 
 fn ratio(num: i64, den: i64) -> Option<f64> {
     (den != 0).then(|| num as f64 / den as f64)
@@ -186,30 +153,29 @@ pub fn max_pain(strikes: &[EnrichedStrike]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chainflow_contract::PriceSource;
+    use chainflow_contract::{OptionAnalytics, PriceSource};
 
     fn opt(oi: i64, volume: i64, oi_change: i64, price: Option<f64>) -> EnrichedOption {
-        EnrichedOption {
-            bid: 0.0,
-            ask: 0.0,
-            last: 0.0,
-            volume,
-            oi,
-            oi_change,
-            feed_iv: None,
-            price,
-            price_source: if price.is_some() {
-                PriceSource::Mid
-            } else {
-                PriceSource::None
-            },
-            iv: None,
-            delta: None,
-            gamma: None,
-            theta: None,
-            vega: None,
-            rho: None,
-        }
+        let none = OptionAnalytics::default();
+        chainflow_contract::option_analytics!(chainflow_contract::literal_with_fields [
+            EnrichedOption,
+            none,
+            {
+                bid: 0.0,
+                ask: 0.0,
+                last: 0.0,
+                volume,
+                oi,
+                oi_change,
+                feed_iv: None,
+                price,
+                price_source: if price.is_some() {
+                    PriceSource::Mid
+                } else {
+                    PriceSource::None
+                },
+            }
+        ])
     }
 
     fn strike(k: f64, call_oi: i64, put_oi: i64) -> EnrichedStrike {

@@ -4,28 +4,27 @@
 
 use super::price::select_price;
 use crate::iv::{Solution, Start, Valuation};
-use chainflow_contract::{EnrichedOption, EnrichedStrike, OptionType, Quote, StrikeQuotes};
+use chainflow_contract::{EnrichedOption, EnrichedStrike, OptionAnalytics, OptionType, Quote, StrikeQuotes};
 
 /// The enriched form of `q` with its price choice and no analytics yet.
 fn priced(q: &Quote) -> EnrichedOption {
     let choice = select_price(q);
-    EnrichedOption {
-        bid: q.bid,
-        ask: q.ask,
-        last: q.last,
-        volume: q.volume,
-        oi: q.oi,
-        oi_change: q.oi_change,
-        feed_iv: q.iv,
-        price: choice.price,
-        price_source: choice.source,
-        iv: None,
-        delta: None,
-        gamma: None,
-        theta: None,
-        vega: None,
-        rho: None,
-    }
+    let none = OptionAnalytics::default();
+    chainflow_contract::option_analytics!(chainflow_contract::literal_with_fields [
+        EnrichedOption,
+        none,
+        {
+            bid: q.bid,
+            ask: q.ask,
+            last: q.last,
+            volume: q.volume,
+            oi: q.oi,
+            oi_change: q.oi_change,
+            feed_iv: q.iv,
+            price: choice.price,
+            price_source: choice.source,
+        }
+    ])
 }
 
 fn fill(o: &mut EnrichedOption, s: &Solution) {

@@ -6,119 +6,89 @@
 use chainflow_contract::{OptionType, PriceSource};
 use serde::{Deserialize, Serialize};
 
-/// A row of `chain_snapshots`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
-pub struct SnapshotRow {
-    /// Product name, e.g. `NIFTY`.
-    pub product: String,
-    /// Days since 1970-01-01 (ClickHouse `Date`).
-    pub expiry: u16,
-    /// Event time, µs since the Unix epoch (UTC); a DateTime `event_time` is derived from it.
-    pub event_time_us: i64,
-    /// Sequence number of the raw snapshot.
-    pub seq: i64,
-    /// Contract multiplier.
-    pub lot_size: i32,
-    /// Underlying price at `event_time`.
-    pub spot: f64,
-    /// Number of strikes in the snapshot.
-    pub strike_count: u16,
-    /// Σ put OI / Σ call OI.
-    pub pcr_oi: Option<f64>,
-    /// Σ put volume / Σ call volume.
-    pub pcr_volume: Option<f64>,
-    /// Strike nearest to spot (tie → lower).
-    pub atm_strike: f64,
-    /// Call + put price at the ATM strike.
-    pub atm_straddle_price: Option<f64>,
-    /// Strike minimising option writers' payout.
-    pub max_pain_strike: Option<f64>,
-    /// Σ call OI.
-    pub total_call_oi: i64,
-    /// Σ put OI.
-    pub total_put_oi: i64,
-    /// Σ call OI over strikes above spot.
-    pub call_oi_otm: i64,
-    /// Σ put OI over strikes below spot.
-    pub put_oi_otm: i64,
-    /// Σ call OI change over strikes above spot.
-    pub call_buildup_otm: i64,
-    /// Σ put OI change over strikes below spot.
-    pub put_buildup_otm: i64,
-    /// IV at the forward, interpolated in strike.
-    pub atm_iv: Option<f64>,
-    /// σ(25Δ put) − σ(25Δ call).
-    pub iv_skew_25d: Option<f64>,
-    /// Risk-free rate used.
-    pub rate: f64,
-    /// Dividend yield used.
-    pub dividend_yield: f64,
-    /// Time to expiry in years (365-day).
-    pub time_to_expiry: f64,
-    /// Version of the analytics code that produced this record.
-    pub analytics_version: String,
-    /// Topic of the raw snapshot.
-    pub source_topic: String,
-    /// Partition of the raw snapshot.
-    pub source_partition: i32,
-    /// Offset of the raw snapshot.
-    pub source_offset: i64,
-    /// When the processor produced the record, µs since the epoch.
-    pub processed_at_us: i64,
-    /// ReplacingMergeTree version: the processing time, so a chain processed again replaces the older row.
-    pub version: u64,
-}
+chainflow_contract::chain_metrics!(chainflow_contract::struct_with_fields [
+    /// A row of `chain_snapshots`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
+    pub struct SnapshotRow {
+        /// Product name, e.g. `NIFTY`.
+        pub product: String,
+        /// Days since 1970-01-01 (ClickHouse `Date`).
+        pub expiry: u16,
+        /// Event time, µs since the Unix epoch (UTC); a DateTime `event_time` is derived from it.
+        pub event_time_us: i64,
+        /// Sequence number of the raw snapshot.
+        pub seq: i64,
+        /// Contract multiplier.
+        pub lot_size: i32,
+        /// Underlying price at `event_time`.
+        pub spot: f64,
+        /// Number of strikes in the snapshot.
+        pub strike_count: u16,
+        // then the metrics of chainflow_contract::chain_metrics!
+    } {
+        /// Risk-free rate used.
+        pub rate: f64,
+        /// Dividend yield used.
+        pub dividend_yield: f64,
+        /// Time to expiry in years (365-day).
+        pub time_to_expiry: f64,
+        /// Version of the analytics code that produced this record.
+        pub analytics_version: String,
+        /// Topic of the raw snapshot.
+        pub source_topic: String,
+        /// Partition of the raw snapshot.
+        pub source_partition: i32,
+        /// Offset of the raw snapshot.
+        pub source_offset: i64,
+        /// When the processor produced the record, µs since the epoch.
+        pub processed_at_us: i64,
+        /// ReplacingMergeTree version: the processing time, so a chain processed again replaces the older row.
+        pub version: u64,
+    }
+]);
 
-/// A row of `chain_options`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
-pub struct OptionRow {
-    /// Product name, e.g. `NIFTY`.
-    pub product: String,
-    /// Expiry date, days since 1970-01-01.
-    pub expiry: u16,
-    /// Event time, µs since the Unix epoch (UTC); a DateTime `event_time` is derived from it.
-    pub event_time_us: i64,
-    /// Strike price.
-    pub strike: f64,
-    /// Enum8: CALL = 1, PUT = 2.
-    pub option_type: i8,
-    /// Option symbol, e.g. `NIFTY20250130C21500`.
-    pub symbol: String,
-    /// Underlying price at `event_time`.
-    pub spot: f64,
-    /// Best bid (0 = none).
-    pub bid: f64,
-    /// Best offer (0 = none).
-    pub ask: f64,
-    /// Last traded price (0 = none).
-    pub last: f64,
-    /// Cumulative day volume, contracts.
-    pub volume: i64,
-    /// Open interest, contracts.
-    pub oi: i64,
-    /// Change in open interest since the previous close.
-    pub oi_change: i64,
-    /// Implied volatility published by the feed.
-    pub feed_iv: Option<f64>,
-    /// Price the analytics used.
-    pub price: Option<f64>,
-    /// Enum8: MID = 1, LAST = 2, NONE = 3.
-    pub price_source: i8,
-    /// Black–Scholes–Merton implied volatility.
-    pub iv: Option<f64>,
-    /// ∂V/∂S.
-    pub delta: Option<f64>,
-    /// ∂²V/∂S², per 1 point of the underlying.
-    pub gamma: Option<f64>,
-    /// −∂V/∂T per calendar day.
-    pub theta: Option<f64>,
-    /// ∂V/∂σ per vol point.
-    pub vega: Option<f64>,
-    /// ∂V/∂r per 1% of rate.
-    pub rho: Option<f64>,
-    /// ReplacingMergeTree version: the processing time, so a chain processed again replaces the older row.
-    pub version: u64,
-}
+chainflow_contract::option_analytics!(chainflow_contract::struct_with_fields [
+    /// A row of `chain_options`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
+    pub struct OptionRow {
+        /// Product name, e.g. `NIFTY`.
+        pub product: String,
+        /// Expiry date, days since 1970-01-01.
+        pub expiry: u16,
+        /// Event time, µs since the Unix epoch (UTC); a DateTime `event_time` is derived from it.
+        pub event_time_us: i64,
+        /// Strike price.
+        pub strike: f64,
+        /// Enum8: CALL = 1, PUT = 2.
+        pub option_type: i8,
+        /// Option symbol, e.g. `NIFTY20250130C21500`.
+        pub symbol: String,
+        /// Underlying price at `event_time`.
+        pub spot: f64,
+        /// Best bid (0 = none).
+        pub bid: f64,
+        /// Best offer (0 = none).
+        pub ask: f64,
+        /// Last traded price (0 = none).
+        pub last: f64,
+        /// Cumulative day volume, contracts.
+        pub volume: i64,
+        /// Open interest, contracts.
+        pub oi: i64,
+        /// Change in open interest since the previous close.
+        pub oi_change: i64,
+        /// Implied volatility published by the feed.
+        pub feed_iv: Option<f64>,
+        /// Price the analytics used.
+        pub price: Option<f64>,
+        /// Enum8: MID = 1, LAST = 2, NONE = 3.
+        pub price_source: i8,
+        // then the analytics of chainflow_contract::option_analytics!
+    } {
+        /// ReplacingMergeTree version: the processing time, so a chain processed again replaces the older row.
+        pub version: u64,
+    }
+]);
 
 /// A row of `underlying_ticks`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]

@@ -339,7 +339,9 @@ mod tests {
 
     #[test]
     fn records_round_trip_through_their_schemas() {
-        use chainflow_contract::{EnrichedOption, EnrichedStrike, OptionType, PriceSource, Quote, StrikeQuotes};
+        use chainflow_contract::{
+            ChainMetrics, EnrichedOption, EnrichedStrike, OptionAnalytics, OptionType, PriceSource, Quote, StrikeQuotes,
+        };
         round_trip(&UnderlyingTick {
             product: "NIFTY".into(),
             price: 21543.25,
@@ -385,56 +387,64 @@ mod tests {
                 put: quote,
             }],
         });
-        let option = EnrichedOption {
-            bid: 1.0,
-            ask: 2.0,
-            last: 0.0,
-            volume: 1,
-            oi: 2,
-            oi_change: 3,
-            feed_iv: None,
-            price: Some(1.5),
-            price_source: PriceSource::Mid,
+        let analytics = OptionAnalytics {
             iv: Some(0.2),
             delta: Some(0.5),
-            gamma: None,
             theta: Some(-1.0),
-            vega: None,
             rho: Some(0.1),
+            ..OptionAnalytics::default()
         };
-        round_trip(&EnrichedOptionChain {
-            product: "NIFTY".into(),
-            expiry: 20118,
-            lot_size: 50,
-            spot: 21543.25,
-            event_time: 1,
-            seq: 2,
-            strikes: vec![EnrichedStrike {
-                strike: 21550.0,
-                call: option.clone(),
-                put: option,
-            }],
+        let option = chainflow_contract::option_analytics!(chainflow_contract::literal_with_fields [
+            EnrichedOption,
+            analytics,
+            {
+                bid: 1.0,
+                ask: 2.0,
+                last: 0.0,
+                volume: 1,
+                oi: 2,
+                oi_change: 3,
+                feed_iv: None,
+                price: Some(1.5),
+                price_source: PriceSource::Mid,
+            }
+        ]);
+        let metrics = ChainMetrics {
             pcr_oi: Some(1.0234),
-            pcr_volume: None,
             atm_strike: 21550.0,
             atm_straddle_price: Some(3.0),
-            max_pain_strike: None,
             total_call_oi: 2,
             total_put_oi: 2,
             call_oi_otm: 2,
-            put_oi_otm: 0,
             call_buildup_otm: 3,
-            put_buildup_otm: 0,
-            atm_iv: None,
-            iv_skew_25d: None,
-            rate: 0.065,
-            dividend_yield: 0.012,
-            time_to_expiry: 0.01,
-            analytics_version: "1".into(),
-            source_topic: "market.option_chain".into(),
-            source_partition: 3,
-            source_offset: 99,
-            processed_at: 7,
-        });
+            ..ChainMetrics::default()
+        };
+        round_trip(
+            &chainflow_contract::chain_metrics!(chainflow_contract::literal_with_fields [
+                EnrichedOptionChain,
+                metrics,
+                {
+                    product: "NIFTY".into(),
+                    expiry: 20118,
+                    lot_size: 50,
+                    spot: 21543.25,
+                    event_time: 1,
+                    seq: 2,
+                    strikes: vec![EnrichedStrike {
+                        strike: 21550.0,
+                        call: option.clone(),
+                        put: option,
+                    }],
+                    rate: 0.065,
+                    dividend_yield: 0.012,
+                    time_to_expiry: 0.01,
+                    analytics_version: "1".into(),
+                    source_topic: "market.option_chain".into(),
+                    source_partition: 3,
+                    source_offset: 99,
+                    processed_at: 7,
+                }
+            ]),
+        );
     }
 }

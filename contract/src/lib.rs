@@ -10,6 +10,7 @@
 pub mod clickhouse;
 pub mod compat;
 pub mod enriched;
+pub mod fields;
 pub mod json;
 pub mod keys;
 pub mod market;
@@ -20,6 +21,7 @@ pub mod terms;
 pub mod topics;
 
 pub use enriched::{EnrichedOption, EnrichedOptionChain, EnrichedStrike, PriceSource};
+pub use fields::{ChainMetrics, OptionAnalytics};
 pub use json::{JsonError, JsonForm};
 pub use market::{OptionChain, OptionQuote, OptionType, Quote, StrikeQuotes, UnderlyingTick};
 pub use record::Record;

@@ -158,20 +158,11 @@ impl Board {
 
 /// The metrics of one chain, as `metrics:` channels list them per expiry.
 fn chain_metrics(c: &EnrichedOptionChain) -> Value {
-    json!({
-        "expiry": date_from_days(c.expiry).format("%Y-%m-%d").to_string(),
-        "event_time": time(c.event_time),
-        "spot": c.spot,
-        "pcr_oi": c.pcr_oi,
-        "pcr_volume": c.pcr_volume,
-        "max_pain_strike": c.max_pain_strike,
-        "atm_strike": c.atm_strike,
-        "atm_iv": c.atm_iv,
-        "iv_skew_25d": c.iv_skew_25d,
-        "atm_straddle_price": c.atm_straddle_price,
-        "total_call_oi": c.total_call_oi,
-        "total_put_oi": c.total_put_oi,
-    })
+    let mut metrics = serde_json::to_value(c.metrics()).expect("metrics are numbers");
+    metrics["expiry"] = json!(date_from_days(c.expiry).format("%Y-%m-%d").to_string());
+    metrics["event_time"] = json!(time(c.event_time));
+    metrics["spot"] = json!(c.spot);
+    metrics
 }
 
 fn candle_json(c: &Candle) -> Value {
@@ -196,41 +187,36 @@ fn time(us: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chainflow_contract::{EnrichedOption, EnrichedStrike, PriceSource};
+    use chainflow_contract::{ChainMetrics, EnrichedOption, EnrichedStrike, OptionAnalytics, PriceSource};
 
     fn option(iv: f64) -> EnrichedOption {
-        EnrichedOption {
-            bid: 10.0,
-            ask: 11.0,
-            last: 10.5,
-            volume: 5,
-            oi: 100,
-            oi_change: 1,
-            feed_iv: None,
-            price: Some(10.5),
-            price_source: PriceSource::Mid,
+        let analytics = OptionAnalytics {
             iv: Some(iv),
             delta: Some(0.5),
             gamma: Some(0.01),
             theta: Some(-1.0),
             vega: Some(2.0),
             rho: Some(0.1),
-        }
+        };
+        chainflow_contract::option_analytics!(chainflow_contract::literal_with_fields [
+            EnrichedOption,
+            analytics,
+            {
+                bid: 10.0,
+                ask: 11.0,
+                last: 10.5,
+                volume: 5,
+                oi: 100,
+                oi_change: 1,
+                feed_iv: None,
+                price: Some(10.5),
+                price_source: PriceSource::Mid,
+            }
+        ])
     }
 
     fn chain(event_time: i64, processed_at: i64, iv: f64) -> EnrichedOptionChain {
-        EnrichedOptionChain {
-            product: "NIFTY".into(),
-            expiry: 20_818,
-            lot_size: 50,
-            spot: 21_500.0,
-            event_time,
-            seq: 1,
-            strikes: vec![EnrichedStrike {
-                strike: 21_500.0,
-                call: option(iv),
-                put: option(iv + 0.01),
-            }],
+        let metrics = ChainMetrics {
             pcr_oi: Some(1.0),
             pcr_volume: Some(1.0),
             atm_strike: 21_500.0,
@@ -238,21 +224,34 @@ mod tests {
             max_pain_strike: Some(21_500.0),
             total_call_oi: 100,
             total_put_oi: 100,
-            call_oi_otm: 0,
-            put_oi_otm: 0,
-            call_buildup_otm: 0,
-            put_buildup_otm: 0,
             atm_iv: Some(iv),
-            iv_skew_25d: None,
-            rate: 0.065,
-            dividend_yield: 0.0,
-            time_to_expiry: 0.1,
-            analytics_version: "test".into(),
-            source_topic: "market.option_chain".into(),
-            source_partition: 0,
-            source_offset: 1,
-            processed_at,
-        }
+            ..ChainMetrics::default()
+        };
+        chainflow_contract::chain_metrics!(chainflow_contract::literal_with_fields [
+            EnrichedOptionChain,
+            metrics,
+            {
+                product: "NIFTY".into(),
+                expiry: 20_818,
+                lot_size: 50,
+                spot: 21_500.0,
+                event_time,
+                seq: 1,
+                strikes: vec![EnrichedStrike {
+                    strike: 21_500.0,
+                    call: option(iv),
+                    put: option(iv + 0.01),
+                }],
+                rate: 0.065,
+                dividend_yield: 0.0,
+                time_to_expiry: 0.1,
+                analytics_version: "test".into(),
+                source_topic: "market.option_chain".into(),
+                source_partition: 0,
+                source_offset: 1,
+                processed_at,
+            }
+        ])
     }
 
     fn data(hub: &Hub, channel: &str) -> Value {

@@ -174,23 +174,21 @@ type Pair = (Option<EnrichedOption>, Option<EnrichedOption>);
 fn assemble(snapshots: Vec<SnapshotRow>, options: Vec<OptionRow>) -> Vec<EnrichedOptionChain> {
     let mut pairs: BTreeMap<(String, i32), Vec<(f64, Pair)>> = BTreeMap::new();
     for o in options {
-        let option = EnrichedOption {
-            bid: o.bid,
-            ask: o.ask,
-            last: o.last,
-            volume: o.volume,
-            oi: o.oi,
-            oi_change: o.oi_change,
-            feed_iv: o.feed_iv,
-            price: o.price,
-            price_source: price_source_of(o.price_source),
-            iv: o.iv,
-            delta: o.delta,
-            gamma: o.gamma,
-            theta: o.theta,
-            vega: o.vega,
-            rho: o.rho,
-        };
+        let option = chainflow_contract::option_analytics!(chainflow_contract::literal_with_fields [
+            EnrichedOption,
+            o,
+            {
+                bid: o.bid,
+                ask: o.ask,
+                last: o.last,
+                volume: o.volume,
+                oi: o.oi,
+                oi_change: o.oi_change,
+                feed_iv: o.feed_iv,
+                price: o.price,
+                price_source: price_source_of(o.price_source),
+            }
+        ]);
         let strikes = pairs.entry((o.product, i32::from(o.expiry))).or_default();
         if strikes.last().is_none_or(|(k, _)| *k != o.strike) {
             strikes.push((o.strike, (None, None)));
@@ -214,37 +212,30 @@ fn assemble(snapshots: Vec<SnapshotRow>, options: Vec<OptionRow>) -> Vec<Enriche
         .collect();
     snapshots
         .into_iter()
-        .map(|s| EnrichedOptionChain {
-            strikes: strikes
-                .remove(&(s.product.clone(), i32::from(s.expiry)))
-                .unwrap_or_default(),
-            product: s.product,
-            expiry: i32::from(s.expiry),
-            lot_size: s.lot_size,
-            spot: s.spot,
-            event_time: s.event_time_us,
-            seq: s.seq,
-            pcr_oi: s.pcr_oi,
-            pcr_volume: s.pcr_volume,
-            atm_strike: s.atm_strike,
-            atm_straddle_price: s.atm_straddle_price,
-            max_pain_strike: s.max_pain_strike,
-            total_call_oi: s.total_call_oi,
-            total_put_oi: s.total_put_oi,
-            call_oi_otm: s.call_oi_otm,
-            put_oi_otm: s.put_oi_otm,
-            call_buildup_otm: s.call_buildup_otm,
-            put_buildup_otm: s.put_buildup_otm,
-            atm_iv: s.atm_iv,
-            iv_skew_25d: s.iv_skew_25d,
-            rate: s.rate,
-            dividend_yield: s.dividend_yield,
-            time_to_expiry: s.time_to_expiry,
-            analytics_version: s.analytics_version,
-            source_topic: s.source_topic,
-            source_partition: s.source_partition,
-            source_offset: s.source_offset,
-            processed_at: s.processed_at_us,
+        .map(|s| {
+            chainflow_contract::chain_metrics!(chainflow_contract::literal_with_fields [
+                EnrichedOptionChain,
+                s,
+                {
+                    strikes: strikes
+                        .remove(&(s.product.clone(), i32::from(s.expiry)))
+                        .unwrap_or_default(),
+                    product: s.product,
+                    expiry: i32::from(s.expiry),
+                    lot_size: s.lot_size,
+                    spot: s.spot,
+                    event_time: s.event_time_us,
+                    seq: s.seq,
+                    rate: s.rate,
+                    dividend_yield: s.dividend_yield,
+                    time_to_expiry: s.time_to_expiry,
+                    analytics_version: s.analytics_version,
+                    source_topic: s.source_topic,
+                    source_partition: s.source_partition,
+                    source_offset: s.source_offset,
+                    processed_at: s.processed_at_us,
+                }
+            ])
         })
         .collect()
 }

@@ -14,37 +14,28 @@ use rdkafka::message::{Headers, Message};
 /// The snapshot row of `c`. The version is the processing time: a chain processed again
 /// replaces the earlier row.
 pub fn snapshot_row(c: &EnrichedOptionChain) -> SnapshotRow {
-    SnapshotRow {
-        product: c.product.clone(),
-        expiry: date(c.expiry),
-        event_time_us: c.event_time,
-        seq: c.seq,
-        lot_size: c.lot_size,
-        spot: c.spot,
-        strike_count: c.strikes.len().min(u16::MAX as usize) as u16,
-        pcr_oi: c.pcr_oi,
-        pcr_volume: c.pcr_volume,
-        atm_strike: c.atm_strike,
-        atm_straddle_price: c.atm_straddle_price,
-        max_pain_strike: c.max_pain_strike,
-        total_call_oi: c.total_call_oi,
-        total_put_oi: c.total_put_oi,
-        call_oi_otm: c.call_oi_otm,
-        put_oi_otm: c.put_oi_otm,
-        call_buildup_otm: c.call_buildup_otm,
-        put_buildup_otm: c.put_buildup_otm,
-        atm_iv: c.atm_iv,
-        iv_skew_25d: c.iv_skew_25d,
-        rate: c.rate,
-        dividend_yield: c.dividend_yield,
-        time_to_expiry: c.time_to_expiry,
-        analytics_version: c.analytics_version.clone(),
-        source_topic: c.source_topic.clone(),
-        source_partition: c.source_partition,
-        source_offset: c.source_offset,
-        processed_at_us: c.processed_at,
-        version: c.processed_at.max(0) as u64,
-    }
+    chainflow_contract::chain_metrics!(chainflow_contract::literal_with_fields [
+        SnapshotRow,
+        c,
+        {
+            product: c.product.clone(),
+            expiry: date(c.expiry),
+            event_time_us: c.event_time,
+            seq: c.seq,
+            lot_size: c.lot_size,
+            spot: c.spot,
+            strike_count: c.strikes.len().min(u16::MAX as usize) as u16,
+            rate: c.rate,
+            dividend_yield: c.dividend_yield,
+            time_to_expiry: c.time_to_expiry,
+            analytics_version: c.analytics_version.clone(),
+            source_topic: c.source_topic.clone(),
+            source_partition: c.source_partition,
+            source_offset: c.source_offset,
+            processed_at_us: c.processed_at,
+            version: c.processed_at.max(0) as u64,
+        }
+    ])
 }
 
 /// Appends the option rows of `c` (calls and puts, by strike) to `out`.
@@ -58,31 +49,29 @@ pub fn option_rows(c: &EnrichedOptionChain, out: &mut Vec<OptionRow>) {
 }
 
 fn option_row(c: &EnrichedOptionChain, strike: f64, kind: OptionType, o: &EnrichedOption, version: u64) -> OptionRow {
-    OptionRow {
-        product: c.product.clone(),
-        expiry: date(c.expiry),
-        event_time_us: c.event_time,
-        strike,
-        option_type: option_type_code(kind),
-        symbol: option_symbol(&c.product, c.expiry, strike, kind),
-        spot: c.spot,
-        bid: o.bid,
-        ask: o.ask,
-        last: o.last,
-        volume: o.volume,
-        oi: o.oi,
-        oi_change: o.oi_change,
-        feed_iv: o.feed_iv,
-        price: o.price,
-        price_source: price_source_code(o.price_source),
-        iv: o.iv,
-        delta: o.delta,
-        gamma: o.gamma,
-        theta: o.theta,
-        vega: o.vega,
-        rho: o.rho,
-        version,
-    }
+    chainflow_contract::option_analytics!(chainflow_contract::literal_with_fields [
+        OptionRow,
+        o,
+        {
+            product: c.product.clone(),
+            expiry: date(c.expiry),
+            event_time_us: c.event_time,
+            strike,
+            option_type: option_type_code(kind),
+            symbol: option_symbol(&c.product, c.expiry, strike, kind),
+            spot: c.spot,
+            bid: o.bid,
+            ask: o.ask,
+            last: o.last,
+            volume: o.volume,
+            oi: o.oi,
+            oi_change: o.oi_change,
+            feed_iv: o.feed_iv,
+            price: o.price,
+            price_source: price_source_code(o.price_source),
+            version,
+        }
+    ])
 }
 
 /// Where a record was read: its partition, offset and Kafka timestamp (ms).
