@@ -5,6 +5,11 @@
 //! the same rows, on a current engine (chdb, tests/current_engine.py).
 //! Needs the local stack (ops/stack.sh up) and the Python tools of ops/install.sh.
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is one scenario on the real stack, read top to bottom: its steps and checks stay together"
+)]
+
 mod common;
 
 use chainflow_codec::{registry_settings, Codec};
@@ -281,7 +286,6 @@ fn opt(v: Option<f64>) -> Value {
 }
 
 /// The answers the cookbook's queries must give, from the chains and ticks read back.
-#[allow(clippy::too_many_lines, reason = "one answer per query, side by side")]
 fn answers(
     chains: &[EnrichedOptionChain],
     ticks: &[UnderlyingTick],

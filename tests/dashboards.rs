@@ -5,6 +5,11 @@
 //! expression returns a non-empty vector from the stack's Prometheus, which scraped the run.
 //! Needs the local stack (ops/stack.sh up) with Prometheus.
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is one scenario on the real stack, read top to bottom: its steps and checks stay together"
+)]
+
 mod common;
 
 use chainflow_config::default_products;

@@ -4,6 +4,11 @@
 //! in one group share the work, under both group protocols. Transactions are
 //! tests/transactions.rs's. Needs the local stack (ops/stack.sh up).
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is one scenario on the real stack, read top to bottom: its steps and checks stay together"
+)]
+
 mod common;
 
 use chainflow_codec::{registry_settings, Codec};

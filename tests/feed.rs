@@ -3,6 +3,11 @@
 //! their keys, on the partitions Java clients would choose, in the registered schemas.
 //! Needs the local stack (ops/stack.sh up).
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is one scenario on the real stack, read top to bottom: its steps and checks stay together"
+)]
+
 mod common;
 
 use chainflow_codec::{registry_settings, schema_id, Codec};

@@ -4,6 +4,11 @@
 //! back to 0; the pipeline latency observed once per stored record.
 //! Needs the local stack (ops/stack.sh up).
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is one scenario on the real stack, read top to bottom: its steps and checks stay together"
+)]
+
 mod common;
 
 use chainflow_config::default_products;

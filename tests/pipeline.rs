@@ -3,6 +3,11 @@
 //! metrics equal to values recomputed here from the raw chains, and exactly the ticks and
 //! quotes the simulator produced. Needs the local stack (ops/stack.sh up).
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is one scenario on the real stack, read top to bottom: its steps and checks stay together"
+)]
+
 mod common;
 
 use chainflow_analytics::{analyze, ChainParams};

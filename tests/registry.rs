@@ -5,6 +5,11 @@
 //! auth with roles, TLS, size limits and a read-only instance. Needs the local stack
 //! (ops/stack.sh up).
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is one scenario on the real stack, read top to bottom: its steps and checks stay together"
+)]
+
 mod common;
 
 use common::{chainflow, free_port, stack, Names, Proc};

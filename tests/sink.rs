@@ -6,6 +6,11 @@
 //! stream (market.underlying → underlying_ticks) carries the records: one product, one
 //! partition. Needs the local stack (ops/stack.sh up).
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is one scenario on the real stack, read top to bottom: its steps and checks stay together"
+)]
+
 mod common;
 
 use chainflow_contract::topics::{dlq, UNDERLYING};

@@ -5,6 +5,11 @@
 //! undecodable records; group lag and resets; and a redrive of dead letters after a fix.
 //! Needs the local stack (ops/stack.sh up).
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is one scenario on the real stack, read top to bottom: its steps and checks stay together"
+)]
+
 mod common;
 
 use chainflow_config::default_products;

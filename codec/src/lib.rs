@@ -338,6 +338,10 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one record of each type, written out field by field"
+    )]
     fn records_round_trip_through_their_schemas() {
         use chainflow_contract::{
             ChainMetrics, EnrichedOption, EnrichedStrike, OptionAnalytics, OptionType, PriceSource, Quote, StrikeQuotes,

@@ -11,6 +11,8 @@ pub mod clickhouse;
 pub mod compat;
 pub mod enriched;
 pub mod fields;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 pub mod json;
 pub mod keys;
 pub mod market;

@@ -102,32 +102,9 @@ impl Stage for Live {
         };
         let hub = Arc::new(Hub::default());
         let board = Arc::new(Mutex::new(Board::new(hub.clone())));
-        let hours = self.section.seed_hours;
-        let Some((chains, ticks)) = ctx
-            .connect("ClickHouse", || async {
-                Ok((
-                    self.store.latest_chains(hours).await?,
-                    self.store.latest_ticks(hours).await?,
-                ))
-            })
-            .await?
-        else {
+        if !self.seed(&ctx, &board).await? {
             return Ok(());
-        };
-        {
-            let mut b = board.lock().expect("the board's lock");
-            for c in &chains {
-                b.chain(c, None);
-            }
-            for t in &ticks {
-                b.tick(t, None);
-            }
         }
-        tracing::info!(
-            chains = chains.len(),
-            ticks = ticks.len(),
-            "channels seeded from ClickHouse"
-        );
 
         let stop = ctx.stop_token().clone();
         let mut tasks = JoinSet::new();
@@ -170,6 +147,38 @@ impl Stage for Live {
         tasks.shutdown().await;
         served.await.context("the live view's HTTP server")??;
         outcome.context("following the topics")
+    }
+}
+
+impl Live {
+    /// Seeds `board` with the latest chains and ticks ClickHouse holds (within
+    /// `serve.seed_hours`); false when the stage was stopped first.
+    async fn seed(&self, ctx: &StageContext, board: &Mutex<Board>) -> Result<bool> {
+        let hours = self.section.seed_hours;
+        let Some((chains, ticks)) = ctx
+            .connect("ClickHouse", || async {
+                Ok((
+                    self.store.latest_chains(hours).await?,
+                    self.store.latest_ticks(hours).await?,
+                ))
+            })
+            .await?
+        else {
+            return Ok(false);
+        };
+        let mut b = board.lock().expect("the board's lock");
+        for c in &chains {
+            b.chain(c, None);
+        }
+        for t in &ticks {
+            b.tick(t, None);
+        }
+        tracing::info!(
+            chains = chains.len(),
+            ticks = ticks.len(),
+            "channels seeded from ClickHouse"
+        );
+        Ok(true)
     }
 }
 

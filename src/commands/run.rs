@@ -338,6 +338,11 @@ async fn print_summary(
     if !unbalanced.is_empty() {
         bail!("counts do not balance: {}", unbalanced.join("; "));
     }
+    print_latest(db, &window).await
+}
+
+/// Prints the metrics of the latest chains of the run (at most four).
+async fn print_latest(db: &Client, window: &Window) -> Result<()> {
     let latest: Vec<Latest> = db
         .query(
             "SELECT product, expiry, spot, pcr_oi, atm_strike, max_pain_strike FROM chain_snapshots FINAL \

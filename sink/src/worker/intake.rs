@@ -116,27 +116,7 @@ impl<S: Stream> Worker<S> {
             let pending = self.recorded_batches(&tp, &msg, ctx).await?;
             self.recorded.insert(tp.clone(), pending.into());
         }
-        let io = self.io.clone();
-        let (io, message) = (&io, &msg);
-        let decoded = self
-            .retry(
-                ctx,
-                "decoding through the Schema Registry",
-                Some(&tp),
-                OnStop::Abandon,
-                || async move {
-                    match io.stream.decode(message).await {
-                        Err(Reject::Transient(why)) => Err(Failure {
-                            class: Class::Transient,
-                            code: None,
-                            message: why,
-                        }),
-                        other => Ok(other),
-                    }
-                },
-            )
-            .await?;
-        let Some(decoded) = decoded else {
+        let Some(decoded) = self.decode(&tp, &msg, ctx).await? else {
             return Ok(()); // revoked while the registry was away
         };
         let rows = match decoded {
@@ -158,7 +138,7 @@ impl<S: Stream> Worker<S> {
                 self.holds.hold(&*self.consumer, msg);
                 return Ok(());
             }
-            Err(Reject::Transient(_)) => unreachable!("transient rejections are retried above"),
+            Err(Reject::Transient(_)) => unreachable!("transient rejections are retried in decode"),
         };
         if let Some((key, seq)) = rows.as_ref().and_then(S::sequence) {
             if let Some(expected) = self.sequences.gap(&key, seq) {
@@ -166,6 +146,43 @@ impl<S: Stream> Worker<S> {
                 tracing::warn!(stream = S::NAME, topic = %tp.0, key = %key, expected, seq, offset, "sequence gap: records of this key are missing upstream");
             }
         }
+        self.append(tp, msg, rows);
+        Ok(())
+    }
+
+    /// `msg` decoded into rows, or why not; a registry that does not answer is waited for
+    /// (the partition paused). None when the partition was revoked meanwhile.
+    async fn decode(
+        &mut self,
+        tp: &Tp,
+        msg: &OwnedMessage,
+        ctx: &StageContext,
+    ) -> Result<Option<Result<S::Rows, Reject>>> {
+        let io = self.io.clone();
+        let (io, message) = (&io, msg);
+        self.retry(
+            ctx,
+            "decoding through the Schema Registry",
+            Some(tp),
+            OnStop::Abandon,
+            || async move {
+                match io.stream.decode(message).await {
+                    Err(Reject::Transient(why)) => Err(Failure {
+                        class: Class::Transient,
+                        code: None,
+                        message: why,
+                    }),
+                    other => Ok(other),
+                }
+            },
+        )
+        .await
+    }
+
+    /// Appends `msg` (with its rows, none when it was dead-lettered) to its partition's
+    /// batch, which is formed as the ledger recorded it when one starts at `msg`.
+    fn append(&mut self, tp: Tp, msg: OwnedMessage, rows: Option<S::Rows>) {
+        let offset = msg.offset();
         let recorded = self.recorded.entry(tp.clone()).or_default();
         let batch = self.batches.entry(tp.clone()).or_insert_with(|| {
             // a batch the ledger recorded starting here is formed again exactly
@@ -184,7 +201,6 @@ impl<S: Stream> Worker<S> {
         );
         batch.push(Entry { message: msg, rows }, count, bytes);
         self.next.insert(tp, offset + 1);
-        Ok(())
     }
 
     /// The batches the ledger recorded for `tp` from `msg` on (the first record read since

@@ -1,0 +1,350 @@
+//! One scenario's run: its product, database and groups, its supervised enrichers and
+//! sinks, and its seeded feed, whose totals are known before it starts.
+
+use super::{Scenario, START};
+use crate::observe::{Counts, Group};
+use crate::procs::{Component, Launch};
+use crate::stack::PrivateStack;
+use anyhow::{bail, Context, Result};
+use chainflow_config::{default_products, ProductSpec};
+use chainflow_contract::topics::{dead_letter_topics, ENRICHED_CHAIN, OPTION_CHAIN, OPTION_QUOTE, UNDERLYING};
+use chainflow_feed::sim::{MarketEvent, Pricing, Scenario as Regime, SimOptions, Simulator};
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The run of one scenario on `stack`.
+pub struct Run<'a> {
+    pub stack: &'a PrivateStack,
+    pub bin: PathBuf,
+    tag: String,
+    pub product: String,
+    pub spec: ProductSpec,
+    config_file: PathBuf,
+    pub database: String,
+    pub db: clickhouse::Client,
+    enrich_group: String,
+    sink_prefix: String,
+    next_port: u16,
+}
+
+impl<'a> Run<'a> {
+    /// Prepares `scenario` (number `index`): a product, a database and groups of its own.
+    pub async fn new(stack: &'a PrivateStack, bin: &Path, index: usize, scenario: &Scenario) -> Result<Self> {
+        let tag = format!(
+            "{}{}",
+            scenario.name.replace('-', "_"),
+            rand::rng().random_range(1000..10_000)
+        );
+        let product = format!("CHAOS{index}X{}", rand::rng().random_range(100_000..1_000_000));
+        let params = default_products().remove("NIFTY").expect("a default product");
+        let spec = ProductSpec::new(&product, params.clone()).map_err(|e| anyhow::anyhow!(e))?;
+        let config_file = stack.logs().join(format!("{tag}.toml"));
+        let mut file = toml::Table::new();
+        file.insert(
+            "products".into(),
+            toml::Value::try_from(BTreeMap::from([(product.clone(), params)]))?,
+        );
+        std::fs::write(&config_file, toml::to_string(&file)?)?;
+        let database = format!("chaos_{tag}");
+        let run = Self {
+            stack,
+            bin: bin.to_path_buf(),
+            db: chainflow_clickhouse::client(&stack.config.clickhouse).with_database(&database),
+            tag: tag.clone(),
+            product,
+            spec,
+            config_file,
+            database,
+            enrich_group: format!("chaos-{tag}-enrich"),
+            sink_prefix: format!("chaos-{tag}-sink"),
+            next_port: 30_000 + (index as u16) * 20,
+        };
+        run.chainflow("migrate")?;
+        run.groups_at_end().await?;
+        Ok(run)
+    }
+
+    /// Runs `chainflow COMMAND` (migrate, topics) to its end.
+    pub fn chainflow(&self, command: &str) -> Result<()> {
+        let out = std::process::Command::new(&self.bin)
+            .arg(command)
+            .envs(self.env())
+            .output()
+            .with_context(|| format!("chainflow {command}"))?;
+        if !out.status.success() {
+            bail!("chainflow {command}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    /// The environment of the scenario's processes.
+    fn env(&self) -> Vec<(String, String)> {
+        let mut env = self.stack.env.clone();
+        env.extend([
+            ("CHAINFLOW_CONFIG".into(), self.config_file.display().to_string()),
+            ("CHAINFLOW_CLICKHOUSE__DATABASE".into(), self.database.clone()),
+            ("CHAINFLOW_ENRICH__GROUP_ID".into(), self.enrich_group.clone()),
+            ("CHAINFLOW_SINK__GROUP_ID".into(), self.sink_prefix.clone()),
+            ("CHAINFLOW_OBSERVABILITY__LOG_FORMAT".into(), "json".into()),
+            ("RUST_LOG".into(), "warn".into()),
+        ]);
+        env
+    }
+
+    /// The groups the scenario's enrichers and sinks read in, with their topics.
+    pub fn groups(&self) -> Result<Vec<Group>> {
+        let kafka = &self.stack.config.kafka;
+        let n = kafka.partitions;
+        let sink = |stream: &str| format!("{}-{stream}", self.sink_prefix);
+        let dlq: Vec<(String, i32)> = dead_letter_topics().into_iter().map(|t| (t, 1)).collect();
+        Ok(vec![
+            Group::new(kafka, &self.enrich_group, &[(OPTION_CHAIN.into(), n)])?,
+            Group::new(kafka, &sink("chains"), &[(ENRICHED_CHAIN.into(), n)])?,
+            Group::new(kafka, &sink("ticks"), &[(UNDERLYING.into(), n)])?,
+            Group::new(kafka, &sink("quotes"), &[(OPTION_QUOTE.into(), n)])?,
+            Group::new(kafka, &sink("dead_letters"), &dlq)?,
+        ])
+    }
+
+    /// Commits the current end of every topic for the scenario's groups: they read only
+    /// what the scenario sends.
+    async fn groups_at_end(&self) -> Result<()> {
+        for g in self.groups()? {
+            g.commit_at_end().await?;
+        }
+        Ok(())
+    }
+
+    /// A supervised `chainflow ARGS` with its own metrics port.
+    pub fn component(&mut self, name: &str, args: &[&str], extra: &[(&str, &str)]) -> (Component, u16) {
+        self.next_port += 1;
+        let port = self.next_port;
+        let mut env = self.env();
+        env.push((
+            "CHAINFLOW_OBSERVABILITY__METRICS_LISTEN".into(),
+            format!("127.0.0.1:{port}"),
+        ));
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())));
+        let launch = Launch {
+            bin: self.bin.clone(),
+            args: args.iter().map(|a| (*a).to_string()).collect(),
+            env,
+            log: self.stack.logs().join(format!("{}-{name}.log", self.tag)),
+        };
+        (Component::start(name, launch), port)
+    }
+}
+
+/// The enrichers and sinks of a run, each with its metrics port.
+pub struct Cast {
+    /// The sinks.
+    pub sinks: Vec<(Component, u16)>,
+    /// The enrichers.
+    pub enrichers: Vec<(Component, u16)>,
+    /// The sinks' extra environment (the scenario's).
+    pub sink_env: Vec<(&'static str, &'static str)>,
+}
+
+impl Cast {
+    /// Starts `sinks` sinks and `enrichers` enrichers and waits until each is ready.
+    pub async fn start(run: &mut Run<'_>, sc: &Scenario, sinks: usize, enrichers: usize) -> Result<Self> {
+        let mut cast = Self {
+            sinks: Vec::new(),
+            enrichers: Vec::new(),
+            sink_env: sc.sink_env.clone(),
+        };
+        for i in 0..sinks {
+            cast.add_sink(run, &format!("sink{i}"));
+        }
+        for i in 0..enrichers {
+            cast.add_enricher(run, &format!("enrich{i}"));
+        }
+        for (_, port) in cast.sinks.iter().chain(cast.enrichers.iter()) {
+            ready(*port, Duration::from_secs(90)).await?;
+        }
+        Ok(cast)
+    }
+
+    /// Starts one more sink, named `name`.
+    pub fn add_sink(&mut self, run: &mut Run<'_>, name: &str) {
+        let sink = run.component(name, &["sink"], &self.sink_env);
+        self.sinks.push(sink);
+    }
+
+    /// Starts one more enricher, named `name`.
+    pub fn add_enricher(&mut self, run: &mut Run<'_>, name: &str) {
+        let enricher = run.component(name, &["enrich"], &[]);
+        self.enrichers.push(enricher);
+    }
+
+    /// Their restarts, in all.
+    pub fn restarts(&self) -> u64 {
+        self.sinks
+            .iter()
+            .chain(self.enrichers.iter())
+            .map(|c| c.0.restarts())
+            .sum()
+    }
+
+    /// The sinks' peak resident memory, MB.
+    pub fn peak_sink_rss_mb(&self) -> f64 {
+        self.sinks.iter().map(|s| s.0.peak_rss()).max().unwrap_or(0) as f64 / 1_048_576.0
+    }
+
+    /// Stops every one (SIGTERM); the longest a sink took to exit.
+    pub async fn terminate(self) -> Result<Duration> {
+        let mut exit = Duration::ZERO;
+        for (c, _) in self.sinks {
+            exit = exit.max(c.terminate(Duration::from_secs(35)).await?);
+        }
+        for (c, _) in self.enrichers {
+            c.terminate(Duration::from_secs(35)).await?;
+        }
+        Ok(exit)
+    }
+}
+
+/// Waits until `127.0.0.1:port/readyz` answers 200.
+async fn ready(port: u16, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    let client = reqwest::Client::new();
+    loop {
+        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the component on port {port} was not ready within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The scenario's feed: `chainflow feed` paced to last the scenario's `feed_secs`, in one
+/// part or more (around a recreated topic), with the rows each part produces.
+pub struct Feed {
+    seed: u64,
+    rate: f64,
+    /// The broker is to be killed: the feed rides out its absence.
+    patient: bool,
+    /// Chains of all the parts.
+    total: u64,
+    child: tokio::process::Child,
+    /// What the parts started so far produce: chain, option, tick and quote rows.
+    pub expect: Counts,
+    /// The parts started so far: (start, µs since the epoch; chains).
+    pub parts: Vec<(i64, u64)>,
+}
+
+impl Feed {
+    /// Starts the first part, of `chains` chains from [`START`], paced so that the whole
+    /// feed of `total` chains lasts the scenario's `feed_secs`.
+    pub fn start(run: &Run<'_>, sc: &Scenario, seed: u64, chains: u64, total: u64) -> Result<Self> {
+        let start_us = chrono::DateTime::parse_from_rfc3339(START)?.timestamp_micros();
+        let all = expected(&run.spec, seed, start_us, total);
+        let messages = all.rows[0] + all.rows[2] + all.rows[3];
+        let rate = (messages as f64 / sc.feed_secs.max(1) as f64).max(1.0);
+        let patient = matches!(sc.fault, super::Fault::BrokerDown(_));
+        let child = spawn(run, seed, rate, patient, chains, START)?;
+        Ok(Self {
+            seed,
+            rate,
+            patient,
+            total,
+            child,
+            expect: expected(&run.spec, seed, start_us, chains),
+            parts: vec![(start_us, chains)],
+        })
+    }
+
+    /// Starts another part, of `chains` chains from `start_us`, once the last one ended.
+    pub fn then(&mut self, run: &Run<'_>, chains: u64, start_us: i64) -> Result<()> {
+        let start = chrono::DateTime::from_timestamp_micros(start_us)
+            .context("the part's start")?
+            .to_rfc3339();
+        self.child = spawn(run, self.seed, self.rate, self.patient, chains, &start)?;
+        for (e, x) in self
+            .expect
+            .rows
+            .iter_mut()
+            .zip(expected(&run.spec, self.seed, start_us, chains).rows)
+        {
+            *e += x;
+        }
+        self.parts.push((start_us, chains));
+        Ok(())
+    }
+
+    /// The chains of the parts not started yet.
+    pub fn left(&self) -> u64 {
+        self.total - self.parts.iter().map(|(_, chains)| chains).sum::<u64>()
+    }
+
+    /// Waits for the running part to end; an error if it failed.
+    pub async fn wait(&mut self) -> Result<()> {
+        let status = self.child.wait().await?;
+        if !status.success() {
+            bail!("the feed failed: {status}");
+        }
+        Ok(())
+    }
+}
+
+fn spawn(
+    run: &Run<'_>,
+    seed: u64,
+    rate: f64,
+    patient: bool,
+    chains: u64,
+    start: &str,
+) -> Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new(&run.bin);
+    cmd.args(["feed", "--chains", &chains.to_string(), "--seed", &seed.to_string()])
+        .args(["--start", start, "--rate", &format!("{rate:.1}")])
+        .envs(run.env())
+        .env("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", "")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if patient {
+        cmd.env("CHAINFLOW_KAFKA__PROPERTIES__MESSAGE_TIMEOUT_MS", "300000");
+    }
+    cmd.kill_on_drop(true).spawn().context("starting the feed")
+}
+
+/// What the feed will produce from `start_us`: chain, option, tick and quote rows.
+pub fn expected(spec: &ProductSpec, seed: u64, start_us: i64, chains: u64) -> Counts {
+    let mut c = Counts::default();
+    for e in simulated(spec, seed, start_us, chains) {
+        match e {
+            MarketEvent::Chain(ch) => {
+                c.rows[0] += 1;
+                c.rows[1] += ch.option_count() as u64;
+            }
+            MarketEvent::Tick(_) => c.rows[2] += 1,
+            MarketEvent::Quote(_) => c.rows[3] += 1,
+        }
+    }
+    c
+}
+
+/// The events of the feed from `start_us` up to its `chains`-th chain (ticks and quotes
+/// between chains included).
+pub fn simulated(spec: &ProductSpec, seed: u64, start_us: i64, chains: u64) -> impl Iterator<Item = MarketEvent> {
+    let options = SimOptions {
+        seed,
+        start_us,
+        scenario: Regime::Normal,
+        pricing: Pricing::Ticks,
+    };
+    let mut seen = 0;
+    Simulator::new([spec.clone()], options).take_while(move |e| {
+        let more = seen < chains;
+        seen += u64::from(matches!(e, MarketEvent::Chain(_)));
+        more
+    })
+}
