@@ -10,21 +10,16 @@ use chainflow_contract::{EnrichedOption, EnrichedStrike, OptionAnalytics, Option
 fn priced(q: &Quote) -> EnrichedOption {
     let choice = select_price(q);
     let none = OptionAnalytics::default();
-    chainflow_contract::option_analytics!(chainflow_contract::literal_with_fields [
+    chainflow_contract::option_quote!(chainflow_contract::then [chainflow_contract::option_analytics, chainflow_contract::literal_with_two_lists [
         EnrichedOption,
+        q,
         none,
         {
-            bid: q.bid,
-            ask: q.ask,
-            last: q.last,
-            volume: q.volume,
-            oi: q.oi,
-            oi_change: q.oi_change,
             feed_iv: q.iv,
             price: choice.price,
             price_source: choice.source,
         }
-    ])
+    ]])
 }
 
 fn fill(o: &mut EnrichedOption, s: &Solution) {

@@ -47,7 +47,7 @@ chainflow_contract::chain_metrics!(chainflow_contract::struct_with_fields [
     }
 ]);
 
-chainflow_contract::option_analytics!(chainflow_contract::struct_with_fields [
+chainflow_contract::option_quote!(chainflow_contract::then [chainflow_contract::option_analytics, chainflow_contract::struct_with_two_lists [
     /// A row of `chain_options`.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
     pub struct OptionRow {
@@ -65,18 +65,8 @@ chainflow_contract::option_analytics!(chainflow_contract::struct_with_fields [
         pub symbol: String,
         /// Underlying price at `event_time`.
         pub spot: f64,
-        /// Best bid (0 = none).
-        pub bid: f64,
-        /// Best offer (0 = none).
-        pub ask: f64,
-        /// Last traded price (0 = none).
-        pub last: f64,
-        /// Cumulative day volume, contracts.
-        pub volume: i64,
-        /// Open interest, contracts.
-        pub oi: i64,
-        /// Change in open interest since the previous close.
-        pub oi_change: i64,
+        // then the quote of chainflow_contract::option_quote!
+    } {
         /// Implied volatility published by the feed.
         pub feed_iv: Option<f64>,
         /// Price the analytics used.
@@ -88,7 +78,7 @@ chainflow_contract::option_analytics!(chainflow_contract::struct_with_fields [
         /// ReplacingMergeTree version: the processing time, so a chain processed again replaces the older row.
         pub version: u64,
     }
-]);
+]]);
 
 /// A row of `underlying_ticks`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
@@ -111,44 +101,36 @@ pub struct TickRow {
     pub version: u64,
 }
 
-/// A row of `option_quotes`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
-pub struct QuoteRow {
-    /// Product name.
-    pub product: String,
-    /// Days since 1970-01-01 (ClickHouse `Date`).
-    pub expiry: u16,
-    /// Strike price.
-    pub strike: f64,
-    /// Enum8: CALL = 1, PUT = 2.
-    pub option_type: i8,
-    /// Event time, µs since the Unix epoch (UTC).
-    pub event_time_us: i64,
-    /// Sequence number, strictly increasing per symbol.
-    pub seq: i64,
-    /// Option symbol, e.g. `NIFTY20250130C21500`.
-    pub symbol: String,
-    /// Best bid (0 = none).
-    pub bid: f64,
-    /// Best offer (0 = none).
-    pub ask: f64,
-    /// Last traded price (0 = none).
-    pub last: f64,
-    /// Cumulative day volume, contracts.
-    pub volume: i64,
-    /// Open interest, contracts.
-    pub oi: i64,
-    /// Change in open interest since the previous close.
-    pub oi_change: i64,
-    /// Implied volatility published by the feed.
-    pub iv: Option<f64>,
-    /// Partition of the Kafka record.
-    pub source_partition: i32,
-    /// Offset of the Kafka record.
-    pub source_offset: i64,
-    /// ReplacingMergeTree version: the Kafka record's timestamp, ms.
-    pub version: u64,
-}
+chainflow_contract::option_quote!(chainflow_contract::struct_with_fields [
+    /// A row of `option_quotes`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
+    pub struct QuoteRow {
+        /// Product name.
+        pub product: String,
+        /// Days since 1970-01-01 (ClickHouse `Date`).
+        pub expiry: u16,
+        /// Strike price.
+        pub strike: f64,
+        /// Enum8: CALL = 1, PUT = 2.
+        pub option_type: i8,
+        /// Event time, µs since the Unix epoch (UTC).
+        pub event_time_us: i64,
+        /// Sequence number, strictly increasing per symbol.
+        pub seq: i64,
+        /// Option symbol, e.g. `NIFTY20250130C21500`.
+        pub symbol: String,
+        // then the quote of chainflow_contract::option_quote!
+    } {
+        /// Implied volatility published by the feed.
+        pub iv: Option<f64>,
+        /// Partition of the Kafka record.
+        pub source_partition: i32,
+        /// Offset of the Kafka record.
+        pub source_offset: i64,
+        /// ReplacingMergeTree version: the Kafka record's timestamp, ms.
+        pub version: u64,
+    }
+]);
 
 /// A row of `dead_letters`: one record of a `dlq.*` topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]

@@ -17,22 +17,12 @@ pub enum PriceSource {
     None,
 }
 
-crate::option_analytics!(crate::struct_with_fields [
+crate::option_quote!(crate::then [crate::option_analytics, crate::struct_with_two_lists [
     /// One option with its quote and analytics.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     pub struct EnrichedOption {
-        /// Best bid (0 = none).
-        pub bid: f64,
-        /// Best offer (0 = none).
-        pub ask: f64,
-        /// Last traded price (0 = none).
-        pub last: f64,
-        /// Cumulative day volume, contracts.
-        pub volume: i64,
-        /// Open interest, contracts.
-        pub oi: i64,
-        /// Change in open interest since the previous close.
-        pub oi_change: i64,
+        // the quote of crate::option_quote!, then:
+    } {
         /// Implied volatility published by the feed.
         #[serde(default)]
         pub feed_iv: Option<f64>,
@@ -43,7 +33,7 @@ crate::option_analytics!(crate::struct_with_fields [
         pub price_source: PriceSource,
         // then the analytics of crate::option_analytics!
     } {}
-]);
+]]);
 
 impl EnrichedOption {
     /// Its analytics.

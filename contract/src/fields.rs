@@ -2,15 +2,16 @@
 //! record types here, the ClickHouse rows (`chainflow-clickhouse`), the sink's conversions
 //! and the live page's reads are all expanded from these lists, so a new chain metric is a
 //! line in [`chain_metrics!`] (with its Avro field, its column in a migration, its
-//! computation in `chainflow-analytics` and its cell on the page), and a new option
-//! analytic a line in [`option_analytics!`]. A unit test checks each list against the Avro
+//! computation in `chainflow-analytics` and its cell on the page), a new option analytic a
+//! line in [`option_analytics!`], and the fields of a quote are [`option_quote!`]. A unit test checks each list against the Avro
 //! schema; `tests/rows.rs` checks the rows against ClickHouse's tables.
 //!
 //! A list is expanded through a callback: `chain_metrics!(callback [args])` calls
 //! `callback! { [args] <doc, attributes, name: type,>... }`. The callbacks are
 //! [`struct_with_fields!`] (a struct: its own fields, then the list's, then more of its
 //! own) and [`literal_with_fields!`] (a struct literal taking the list's fields from a
-//! value that has them).
+//! value that has them); [`then!`] chains two lists, for a record that carries both the
+//! quote and the analytics of an option.
 
 /// Calls `$callback! { [$args] ... }` with the chain metrics (`docs/analytics.md`), in the
 /// order of `enriched_option_chain.avsc` and of `chain_snapshots`' columns.
@@ -53,6 +54,29 @@ macro_rules! chain_metrics {
             /// out-of-the-money options that bracket ∓0.25; none when either is not bracketed.
             #[serde(default)]
             iv_skew_25d: Option<f64>,
+        }
+    };
+}
+
+/// Calls `$callback! { [$args] ... }` with the quote of one option as the feed publishes
+/// it, in the order of every record and table that carries it (`Quote`, `OptionQuote`,
+/// `EnrichedOption`; `option_quotes`, `chain_options`).
+#[macro_export]
+macro_rules! option_quote {
+    ($($callback:ident)::+ [$($args:tt)*]) => {
+        $($callback)::+! { [$($args)*]
+            /// Best bid (0 = none).
+            bid: f64,
+            /// Best offer (0 = none).
+            ask: f64,
+            /// Last traded price (0 = none).
+            last: f64,
+            /// Cumulative day volume, contracts.
+            volume: i64,
+            /// Open interest, contracts.
+            oi: i64,
+            /// Change in open interest since the previous close.
+            oi_change: i64,
         }
     };
 }
@@ -119,6 +143,57 @@ macro_rules! literal_with_fields {
     };
 }
 
+/// A list's callback that expands a second list after it: `first!(then [second, callback
+/// [args]])` calls `callback! { [[<first's fields>] args] <second's fields> }`, for the
+/// callbacks of two lists ([`struct_with_two_lists!`], [`literal_with_two_lists!`]).
+#[macro_export]
+macro_rules! then {
+    ([$($next:ident)::+, $($callback:ident)::+ [$($args:tt)*]] $($first:tt)*) => {
+        $($next)::+! { $($callback)::+ [[$($first)*] $($args)*] }
+    };
+}
+
+/// Two lists' callback (through [`then!`]): defines `struct Name { head, <the first
+/// list's fields>, middle, <the second's>, tail }`.
+#[macro_export]
+macro_rules! struct_with_two_lists {
+    (
+        [
+            [$($(#[$first_meta:meta])* $first:ident: $first_ty:ty,)*]
+            $(#[$meta:meta])* $vis:vis struct $name:ident { $($head:tt)* } { $($middle:tt)* } { $($tail:tt)* }
+        ]
+        $($(#[$second_meta:meta])* $second:ident: $second_ty:ty,)*
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($head)*
+            $($(#[$first_meta])* pub $first: $first_ty,)*
+            $($middle)*
+            $($(#[$second_meta])* pub $second: $second_ty,)*
+            $($tail)*
+        }
+    };
+}
+
+/// Two lists' callback (through [`then!`]): the struct literal `Name { given, <each field
+/// of the first list>: first.field, <each of the second>: second.field }`.
+#[macro_export]
+macro_rules! literal_with_two_lists {
+    (
+        [
+            [$($(#[$first_meta:meta])* $first:ident: $first_ty:ty,)*]
+            $name:ident, $first_source:ident, $second_source:ident, { $($given:tt)* }
+        ]
+        $($(#[$second_meta:meta])* $second:ident: $second_ty:ty,)*
+    ) => {
+        $name {
+            $($given)*
+            $($first: $first_source.$first,)*
+            $($second: $second_source.$second,)*
+        }
+    };
+}
+
 /// A list's callback: the names and Rust types of its fields, as `&[(name, type)]`.
 #[macro_export]
 macro_rules! field_names_and_types {
@@ -129,6 +204,9 @@ macro_rules! field_names_and_types {
 
 /// The chain metrics.
 pub const CHAIN_METRICS: &[(&str, &str)] = chain_metrics!(field_names_and_types []);
+
+/// The quote of an option.
+pub const OPTION_QUOTE: &[(&str, &str)] = option_quote!(field_names_and_types []);
 
 /// The analytics of an option.
 pub const OPTION_ANALYTICS: &[(&str, &str)] = option_analytics!(field_names_and_types []);
@@ -196,5 +274,11 @@ mod tests {
         let option = &strikes["items"]["fields"][1]["type"];
         assert_eq!(option["name"], "EnrichedOption");
         assert_run_of(option, OPTION_ANALYTICS, "option analytics");
+        assert_run_of(option, OPTION_QUOTE, "the enriched option's quote");
+        let raw: Value = serde_json::from_str(crate::OptionChain::SCHEMA).unwrap();
+        let quote = &fields(&raw).into_iter().find(|(n, _)| n == "strikes").unwrap().1["items"]["fields"][1]["type"];
+        assert_run_of(quote, OPTION_QUOTE, "the chain's quote");
+        let option_quote: Value = serde_json::from_str(crate::OptionQuote::SCHEMA).unwrap();
+        assert_run_of(&option_quote, OPTION_QUOTE, "the option quote");
     }
 }

@@ -29,59 +29,43 @@ pub struct UnderlyingTick {
     pub seq: i64,
 }
 
-/// One option's quote (`market.option_quote`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OptionQuote {
-    /// Exchange-style symbol, e.g. `NIFTY20250130C21500` ([`keys::option_symbol`]).
-    pub symbol: String,
-    /// Product name.
-    pub product: String,
-    /// Expiry date, days since 1970-01-01.
-    pub expiry: i32,
-    /// Strike price.
-    pub strike: f64,
-    /// Call or put.
-    pub option_type: OptionType,
-    /// Best bid (0 = none).
-    pub bid: f64,
-    /// Best offer (0 = none).
-    pub ask: f64,
-    /// Last traded price (0 = none).
-    pub last: f64,
-    /// Cumulative day volume, contracts.
-    pub volume: i64,
-    /// Open interest, contracts.
-    pub oi: i64,
-    /// Change in open interest since the previous close.
-    pub oi_change: i64,
-    /// Implied volatility published by the feed.
-    #[serde(default)]
-    pub iv: Option<f64>,
-    /// Event time, µs since the Unix epoch (UTC).
-    pub event_time: i64,
-    /// Strictly increasing per key.
-    pub seq: i64,
-}
+crate::option_quote!(crate::struct_with_fields [
+    /// One option's quote (`market.option_quote`).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct OptionQuote {
+        /// Exchange-style symbol, e.g. `NIFTY20250130C21500` ([`keys::option_symbol`]).
+        pub symbol: String,
+        /// Product name.
+        pub product: String,
+        /// Expiry date, days since 1970-01-01.
+        pub expiry: i32,
+        /// Strike price.
+        pub strike: f64,
+        /// Call or put.
+        pub option_type: OptionType,
+        // then the quote of crate::option_quote!
+    } {
+        /// Implied volatility published by the feed.
+        #[serde(default)]
+        pub iv: Option<f64>,
+        /// Event time, µs since the Unix epoch (UTC).
+        pub event_time: i64,
+        /// Strictly increasing per key.
+        pub seq: i64,
+    }
+]);
 
-/// The quote of one side (call or put) of one strike inside a chain snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Quote {
-    /// Best bid (0 = none).
-    pub bid: f64,
-    /// Best offer (0 = none).
-    pub ask: f64,
-    /// Last traded price (0 = none).
-    pub last: f64,
-    /// Cumulative day volume, contracts.
-    pub volume: i64,
-    /// Open interest, contracts.
-    pub oi: i64,
-    /// Change in open interest since the previous close.
-    pub oi_change: i64,
-    /// Implied volatility published by the feed.
-    #[serde(default)]
-    pub iv: Option<f64>,
-}
+crate::option_quote!(crate::struct_with_fields [
+    /// The quote of one side (call or put) of one strike inside a chain snapshot.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Quote {
+        // the quote of crate::option_quote!, then:
+    } {
+        /// Implied volatility published by the feed.
+        #[serde(default)]
+        pub iv: Option<f64>,
+    }
+]);
 
 /// One strike of a chain with its call and put.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

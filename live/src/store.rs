@@ -174,21 +174,16 @@ type Pair = (Option<EnrichedOption>, Option<EnrichedOption>);
 fn assemble(snapshots: Vec<SnapshotRow>, options: Vec<OptionRow>) -> Vec<EnrichedOptionChain> {
     let mut pairs: BTreeMap<(String, i32), Vec<(f64, Pair)>> = BTreeMap::new();
     for o in options {
-        let option = chainflow_contract::option_analytics!(chainflow_contract::literal_with_fields [
+        let option = chainflow_contract::option_quote!(chainflow_contract::then [chainflow_contract::option_analytics, chainflow_contract::literal_with_two_lists [
             EnrichedOption,
             o,
+            o,
             {
-                bid: o.bid,
-                ask: o.ask,
-                last: o.last,
-                volume: o.volume,
-                oi: o.oi,
-                oi_change: o.oi_change,
                 feed_iv: o.feed_iv,
                 price: o.price,
                 price_source: price_source_of(o.price_source),
             }
-        ]);
+        ]]);
         let strikes = pairs.entry((o.product, i32::from(o.expiry))).or_default();
         if strikes.last().is_none_or(|(k, _)| *k != o.strike) {
             strikes.push((o.strike, (None, None)));

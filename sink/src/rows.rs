@@ -49,8 +49,9 @@ pub fn option_rows(c: &EnrichedOptionChain, out: &mut Vec<OptionRow>) {
 }
 
 fn option_row(c: &EnrichedOptionChain, strike: f64, kind: OptionType, o: &EnrichedOption, version: u64) -> OptionRow {
-    chainflow_contract::option_analytics!(chainflow_contract::literal_with_fields [
+    chainflow_contract::option_quote!(chainflow_contract::then [chainflow_contract::option_analytics, chainflow_contract::literal_with_two_lists [
         OptionRow,
+        o,
         o,
         {
             product: c.product.clone(),
@@ -60,18 +61,12 @@ fn option_row(c: &EnrichedOptionChain, strike: f64, kind: OptionType, o: &Enrich
             option_type: option_type_code(kind),
             symbol: option_symbol(&c.product, c.expiry, strike, kind),
             spot: c.spot,
-            bid: o.bid,
-            ask: o.ask,
-            last: o.last,
-            volume: o.volume,
-            oi: o.oi,
-            oi_change: o.oi_change,
             feed_iv: o.feed_iv,
             price: o.price,
             price_source: price_source_code(o.price_source),
             version,
         }
-    ])
+    ]])
 }
 
 /// Where a record was read: its partition, offset and Kafka timestamp (ms).
@@ -116,25 +111,23 @@ pub fn tick_row(t: &UnderlyingTick, origin: Origin) -> TickRow {
 
 /// The `option_quotes` row of `q`.
 pub fn quote_row(q: &OptionQuote, origin: Origin) -> QuoteRow {
-    QuoteRow {
-        product: q.product.clone(),
-        expiry: date(q.expiry),
-        strike: q.strike,
-        option_type: option_type_code(q.option_type),
-        event_time_us: q.event_time,
-        seq: q.seq,
-        symbol: q.symbol.clone(),
-        bid: q.bid,
-        ask: q.ask,
-        last: q.last,
-        volume: q.volume,
-        oi: q.oi,
-        oi_change: q.oi_change,
-        iv: q.iv,
-        source_partition: origin.partition,
-        source_offset: origin.offset,
-        version: origin.version(),
-    }
+    chainflow_contract::option_quote!(chainflow_contract::literal_with_fields [
+        QuoteRow,
+        q,
+        {
+            product: q.product.clone(),
+            expiry: date(q.expiry),
+            strike: q.strike,
+            option_type: option_type_code(q.option_type),
+            event_time_us: q.event_time,
+            seq: q.seq,
+            symbol: q.symbol.clone(),
+            iv: q.iv,
+            source_partition: origin.partition,
+            source_offset: origin.offset,
+            version: origin.version(),
+        }
+    ])
 }
 
 /// The `dead_letters` row of `msg`, a record of a `dlq.*` topic: the reason and the source

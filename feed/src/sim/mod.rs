@@ -405,22 +405,20 @@ impl Simulator {
         let product = self.products[i].spec.name.clone();
         let symbol = option_symbol(&product, expiry, s.strike, kind);
         let seq = self.next_seq(&symbol);
-        OptionQuote {
-            symbol,
-            product,
-            expiry,
-            strike: s.strike,
-            option_type: kind,
-            bid: q.bid,
-            ask: q.ask,
-            last: q.last,
-            volume: q.volume,
-            oi: q.oi,
-            oi_change: q.oi_change,
-            iv: q.iv,
-            event_time: t,
-            seq,
-        }
+        chainflow_contract::option_quote!(chainflow_contract::literal_with_fields [
+            OptionQuote,
+            q,
+            {
+                symbol,
+                product,
+                expiry,
+                strike: s.strike,
+                option_type: kind,
+                iv: q.iv,
+                event_time: t,
+                seq,
+            }
+        ])
     }
 }
 
