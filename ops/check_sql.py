@@ -17,14 +17,15 @@ with tempfile.TemporaryDirectory() as path:
     print("chdb (ClickHouse", db.query("SELECT version()", "CSV").bytes().decode().strip().strip('"') + ")")
     if sys.argv[1:] == ["--parse-only"]:
         # the cluster DDL (ON CLUSTER, Replicated engines, Keeper macros) cannot run in
-        # process: each statement is parsed (EXPLAIN AST) and must name what it creates
+        # process: each statement is parsed (EXPLAIN AST) and must be a CREATE, or an ALTER
+        # adding a column, ON CLUSTER
         for s in statements:
             try:
                 ast = db.query("EXPLAIN AST " + s.rstrip(";"), "TSV").bytes().decode()
             except Exception as e:  # noqa: BLE001 - report the statement that failed
                 sys.exit(f"statement does not parse on chdb: {e}\n{s}")
-            if "ON CLUSTER" not in s or not ast.startswith("CreateQuery"):
-                sys.exit(f"not a CREATE ... ON CLUSTER statement:\n{s}")
+            if "ON CLUSTER" not in s or not ast.startswith(("CreateQuery", "AlterQuery")):
+                sys.exit(f"not a CREATE or ALTER ... ON CLUSTER statement:\n{s}")
         print(f"{len(statements)} cluster statements parse")
         sys.exit(0)
     for s in statements:

@@ -402,25 +402,11 @@ async fn prune_drops_the_whole_months_before_the_date() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn after_its_topic_is_recreated_a_partition_is_not_held_to_batches_recorded_before() {
+/// Deletes `market.underlying` and creates it again (`chainflow topics`): its offsets start
+/// over at 0.
+async fn recreate_underlying(cfg: &chainflow_config::Config) {
     use rdkafka::admin::{AdminClient, AdminOptions};
     use rdkafka::client::DefaultClientContext;
-    let cfg = stack();
-    let names = Names::new("recreated");
-    let db = Database::create(&names);
-    groups_at_end(&names, false).await;
-    let product = names.product("REC");
-    let producer = Producer::new(&cfg);
-    let port = free_port();
-    // 1,000 ticks of one key, stored in batches the ledger recorded
-    let s = sink(&names, &db, port, false, &[]).await;
-    send_ticks(&producer, &product, 1..=1000).await;
-    db.wait_count("underlying_ticks", &format!("product = '{product}'"), 1000, 60)
-        .await;
-    let ended = s.terminate(Duration::from_secs(35));
-    assert!(ended.status.success(), "{}", ended.stderr);
-    // the topic deleted and created again: its offsets start over at 0
     let admin: AdminClient<DefaultClientContext> = chainflow_kafka::producer_config(&cfg.kafka).create().unwrap();
     for r in admin
         .delete_topics(
@@ -435,9 +421,9 @@ async fn after_its_topic_is_recreated_a_partition_is_not_held_to_batches_recorde
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = chainflow(&["topics"]).output();
-        let recreated = ends(&consumer(&cfg, "test-recreated"), UNDERLYING, cfg.kafka.partitions).await;
+        let recreated = ends(&consumer(cfg, "test-recreated"), UNDERLYING, cfg.kafka.partitions).await;
         if out.status.success() && recreated.iter().all(|&h| h == 0) {
-            break;
+            return;
         }
         assert!(
             Instant::now() < deadline,
@@ -446,21 +432,178 @@ async fn after_its_topic_is_recreated_a_partition_is_not_held_to_batches_recorde
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // ten new ticks, fewer than any batch recorded before: stored, not held to the old ends
-    let s = sink(&names, &db, port, false, &[]).await;
-    send_ticks(&producer, &product, 1001..=1010).await;
-    let condition = format!("product = '{product}'");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while db.count("underlying_ticks", true, &condition).await < 1010 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+}
+
+/// Sends ticks `seqs` of `product` with their event times as Kafka timestamps, as a topic
+/// copied from another cluster keeps its source's (older than anything recorded here).
+async fn send_copied_ticks(producer: &Producer, product: &str, seqs: std::ops::RangeInclusive<i64>) {
+    for seq in seqs {
+        let t = tick(product, seq, 21_500.0 + seq as f64);
+        producer.send_dated(&t, t.event_time / 1000).await;
     }
-    let stored = db.count("underlying_ticks", true, &condition).await;
-    let ended = s.terminate(Duration::from_secs(35));
-    assert_eq!(
-        stored, 1010,
-        "the new ticks were not stored within 30 s:\n{}",
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_its_topic_is_recreated_a_partition_is_not_held_to_batches_recorded_before() {
+    let cfg = stack();
+    let names = Names::new("recreated");
+    let db = Database::create(&names);
+    groups_at_end(&names, false).await;
+    let product = names.product("REC");
+    let condition = format!("product = '{product}'");
+    let producer = Producer::new(&cfg);
+    let port = free_port();
+    let stored_within = |n: u64, s: Proc| {
+        let (db, condition) = (&db, &condition);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while db.count("underlying_ticks", true, condition).await < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            let stored = db.count("underlying_ticks", true, condition).await;
+            let ended = s.terminate(Duration::from_secs(35));
+            assert_eq!(
+                stored, n,
+                "the new ticks were not stored within 30 s:\n{}",
+                ended.stderr
+            );
+            assert!(ended.status.success(), "{}", ended.stderr);
+            ended.stderr
+        }
+    };
+    // 1,000 ticks of one key, stored in batches the ledger recorded
+    let s = sink(&names, &db, port, false, &[]).await;
+    send_ticks(&producer, &product, 1..=1000).await;
+    stored_within(1000, s).await;
+
+    // recreated; ten new ticks, fewer than any batch recorded before: stored, not held to
+    // the old ends
+    recreate_underlying(&cfg).await;
+    let s = sink(&names, &db, port, false, &[]).await;
+    send_copied_ticks(&producer, &product, 1001..=1010).await;
+    let stderr = stored_within(1010, s).await;
+    assert!(
+        stderr.contains("ends past the partition's end: the topic was recreated"),
+        "{stderr}"
+    );
+
+    // recreated again, and holding more records than before by the time the sink starts:
+    // the batches recorded over the ten are known by their first record, not re-formed
+    recreate_underlying(&cfg).await;
+    send_copied_ticks(&producer, &product, 2001..=3000).await;
+    let s = sink(&names, &db, port, false, &[]).await;
+    let stderr = stored_within(2010, s).await;
+    assert!(
+        stderr.contains("the record at a recorded batch's first offset is another"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("re-formed batch"), "{stderr}");
+}
+
+/// A row of `sink_batches`, as the oversized-batch test reads it.
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct Piece {
+    first_offset: i64,
+    last_offset: i64,
+    records: u32,
+    token: String,
+}
+
+/// A sink of the ticks stream that stops itself at the fault point `fault`, with `settings`;
+/// waits for its end (it aborts there).
+fn aborting_sink(names: &Names, db: &Database, fault: &str, settings: &[&str]) -> common::Ended {
+    let mut args = vec!["sink", "--stream", "ticks"];
+    for s in settings {
+        args.extend(["--set", s]);
+    }
+    let ended = chainflow(&args)
+        .env("CHAINFLOW_SINK__GROUP_ID", names.group("sink"))
+        .env("CHAINFLOW_CLICKHOUSE__DATABASE", &db.name)
+        .env(
+            "CHAINFLOW_OBSERVABILITY__METRICS_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("CHAINFLOW_FAULTS", format!("{fault}=abort"))
+        .env("RUST_LOG", "info")
+        .spawn()
+        .wait(Duration::from_secs(60));
+    assert!(
+        ended.stderr.contains(&format!("fault point {fault} reached")),
+        "the sink did not stop at {fault}: {}\n{}",
+        ended.status,
         ended.stderr
     );
+    ended
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_re_formed_under_lower_limits_is_written_within_them_and_a_second_crash_re_forms_the_pieces() {
+    let cfg = stack();
+    let names = Names::new("oversized");
+    let db = Database::create(&names);
+    groups_at_end(&names, false).await;
+    let product = names.product("BIG");
+    let where_ = format!("product = '{product}'");
+    send_ticks(&Producer::new(&cfg), &product, 1..=1000).await;
+    let ledger = || async {
+        db.client
+            .query("SELECT first_offset, last_offset, records, token FROM sink_batches FINAL WHERE first_offset >= 0 ORDER BY first_offset")
+            .fetch_all::<Piece>()
+            .await
+            .unwrap()
+    };
+    // one batch of the 1,000 ticks recorded; the sink dies before its insert
+    aborting_sink(
+        &names,
+        &db,
+        "sink.recorded",
+        &["sink.batch_rows=1000", "sink.batch_ms=20000"],
+    );
+    let recorded = ledger().await;
+    assert!(
+        recorded.len() == 1 && recorded[0].records == 1000,
+        "one batch of 1,000 recorded: {recorded:?}"
+    );
+    assert_eq!(db.count("underlying_ticks", true, &where_).await, 0, "nothing inserted");
+
+    // restarted with a tenth of the rows: the first 100 are re-formed, recorded in place of
+    // the batch of 1,000 and inserted; the sink dies before it commits
+    let limits = ["sink.batch_rows=100", "sink.batch_ms=20000"];
+    aborting_sink(&names, &db, "sink.inserted", &limits);
+    let first = ledger().await;
+    assert_eq!(
+        first
+            .iter()
+            .map(|p| (p.first_offset, p.last_offset, p.records))
+            .collect::<Vec<_>>(),
+        vec![(recorded[0].first_offset, recorded[0].first_offset + 99, 100)],
+        "the batch of 1,000 re-formed within today's limits and the piece recorded before its insert"
+    );
+
+    // a third start re-forms that piece under the same token, and writes the rest within
+    // the limits, each batch recorded before its insert
+    let s = sink(&names, &db, free_port(), false, &limits).await;
+    db.wait_count("underlying_ticks", &where_, 1000, 60).await;
+    let ended = s.terminate(Duration::from_secs(35));
     assert!(ended.status.success(), "{}", ended.stderr);
-    assert!(ended.stderr.contains("the partition was recreated"), "{}", ended.stderr);
+    assert!(
+        ended
+            .stderr
+            .lines()
+            .any(|l| l.contains("re-formed batch written again") && l.contains(&first[0].token)),
+        "the recorded piece {:?} was not re-formed under its token:\n{}",
+        first[0],
+        ended.stderr
+    );
+    let pieces = ledger().await;
+    assert!(pieces.iter().all(|p| p.records <= 100), "{pieces:?}");
+    for pair in pieces.windows(2) {
+        assert_eq!(pair[1].first_offset, pair[0].last_offset + 1, "{pieces:?}");
+    }
+    assert_eq!(
+        (pieces[0].first_offset, pieces.last().unwrap().last_offset),
+        (recorded[0].first_offset, recorded[0].last_offset),
+        "{pieces:?}"
+    );
+    assert_eq!(db.count("underlying_ticks", true, &where_).await, 1000);
 }

@@ -17,6 +17,10 @@ const TRANSIENT_CODES: &[u32] = &[60, 81, 159, 202, 209, 210, 225, 241, 242, 252
 /// or function (36, 69, 321, 395, 691).
 const PERMANENT_CODES: &[u32] = &[6, 26, 27, 36, 53, 69, 70, 72, 321, 395, 691];
 
+/// ClickHouse's memory limit (`MEMORY_LIMIT_EXCEEDED`): transient for a server under load,
+/// but an insert that keeps getting it is too big for the server, and is split.
+pub const MEMORY_LIMIT: u32 = 241;
+
 /// A failed insert: its class and what ClickHouse (or the network) said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {

@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_view_deduplication.sql",
         sql: include_str!("../clickhouse/0006_view_deduplication.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_ledger_first_record.sql",
+        sql: include_str!("../clickhouse/0007_ledger_first_record.sql"),
+    },
 ];
 
 /// The tables that grow with the data, each with the DateTime column its monthly
@@ -216,6 +221,17 @@ fn on_cluster(s: &str, db: &str, cluster: &str, tables: &[String]) -> Result<Vec
     if s.starts_with("ALTER TABLE ") && s.contains("MODIFY SETTING non_replicated_deduplication_window") {
         return Ok(Vec::new());
     }
+    if let Some(rest) = s.strip_prefix("ALTER TABLE ") {
+        // a column added: to the local tables, then to the distributed one over them
+        let (name, body) = split_name(rest)?;
+        if body.starts_with("ADD COLUMN ") {
+            let table = name.strip_prefix(&format!("{db}.")).unwrap_or(&name);
+            return Ok(vec![
+                format!("ALTER TABLE {db}.{} ON CLUSTER {cluster} {body}", local_table(table)),
+                format!("ALTER TABLE {name} ON CLUSTER {cluster} {body}"),
+            ]);
+        }
+    }
     Err(format!("no cluster form for this kind of statement: {first_line}"))
 }
 
@@ -249,6 +265,11 @@ mod tests {
                 !s.contains("ENGINE = ReplacingMergeTree") && !s.contains("ENGINE = AggregatingMergeTree"),
                 "{s}"
             );
+        }
+        for added in ["db.sink_batches_local", "db.sink_batches"] {
+            let alter =
+                format!("ALTER TABLE {added} ON CLUSTER prod ADD COLUMN first_digest UInt64 DEFAULT 0 AFTER token");
+            assert!(all.contains(&alter), "{alter}");
         }
         for (table, _) in DATA_TABLES {
             let local = format!("CREATE TABLE IF NOT EXISTS db.{table}_local ON CLUSTER prod ");

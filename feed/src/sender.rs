@@ -102,6 +102,11 @@ fn wait(delivery: DeliveryFuture, topic: &'static str, chain: Option<(u64, i64)>
     Box::pin(async move {
         match delivery.await {
             Ok(Ok(_)) => Ok(Delivered { topic, chain }),
+            Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))) => Err(anyhow::anyhow!(
+                "a {topic} record was not acknowledged within message.timeout.ms (60 s unless \
+                 kafka.properties sets it): the brokers were unreachable, or had fewer in-sync replicas than \
+                 min.insync.replicas, for that long; what was acknowledged before is kept"
+            )),
             Ok(Err((e, _))) => Err(anyhow::Error::new(e).context(format!("the broker refused a {topic} record"))),
             Err(_) => Err(anyhow::anyhow!("a delivery report was lost (producer closed)")),
         }

@@ -204,6 +204,12 @@ pub const METRICS: &[Metric] = &[
         help: "Transient failures a sink stream retried (ClickHouse, registry, dead-letter producer).",
     },
     Metric {
+        name: "chainflow_sink_memory_splits_total",
+        kind: Kind::Counter,
+        labels: "stream",
+        help: "Inserts halved after ClickHouse's memory limit (code 241) failed them twice.",
+    },
+    Metric {
         name: "chainflow_sink_kafka_errors_total",
         kind: Kind::Counter,
         labels: "stream, operation",

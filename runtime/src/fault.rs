@@ -8,7 +8,9 @@
 //! left out: once):
 //! - `fail`: the call at the point returns an error ([`Injected`]) instead of running;
 //! - `stop`: the process stops itself (SIGSTOP) at the point, and goes on from there when
-//!   it is continued (SIGCONT).
+//!   it is continued (SIGCONT);
+//! - `abort`: the process aborts at the point (SIGABRT: no destructor runs, nothing is
+//!   flushed or committed), as a crash there would end it.
 //!
 //! For example `CHAINFLOW_FAULTS=enrich.rewind=fail*2,enrich.commit_transaction=stop`.
 
@@ -25,6 +27,8 @@ pub enum Action {
     Fail,
     /// The process stops itself until it is continued.
     Stop,
+    /// The process aborts.
+    Abort,
 }
 
 /// An error a `fail` point returned in place of the call.
@@ -51,9 +55,10 @@ fn parse(spec: &str) -> Result<Vec<Armed>, String> {
             let action = match action {
                 "fail" => Action::Fail,
                 "stop" => Action::Stop,
+                "abort" => Action::Abort,
                 other => {
                     return Err(format!(
-                        "{VARIABLE}: unknown action {other:?} in {entry:?} (fail or stop)"
+                        "{VARIABLE}: unknown action {other:?} in {entry:?} (fail, stop or abort)"
                     ))
                 }
             };
@@ -78,7 +83,8 @@ fn armed() -> &'static [Armed] {
 }
 
 /// Reaching the point `name`: `Err` where a `fail` is armed for it; where a `stop` is, the
-/// process stops here and this returns once it is continued.
+/// process stops here and this returns once it is continued; where an `abort` is, it never
+/// returns.
 pub fn point(name: &str) -> Result<(), Injected> {
     let Some(armed) = armed().iter().find(|a| a.point == name) else {
         return Ok(());
@@ -100,6 +106,10 @@ pub fn point(name: &str) -> Result<(), Injected> {
                 .status();
             Ok(())
         }
+        Action::Abort => {
+            eprintln!("fault point {name} reached: aborting ({VARIABLE})");
+            std::process::abort()
+        }
     }
 }
 
@@ -109,8 +119,9 @@ mod tests {
 
     #[test]
     fn entries_parse_and_bad_ones_are_named() {
-        let armed = parse("enrich.rewind=fail*2, enrich.commit_transaction=stop").unwrap();
-        assert_eq!(armed.len(), 2);
+        let armed = parse("enrich.rewind=fail*2, enrich.commit_transaction=stop, sink.recorded=abort").unwrap();
+        assert_eq!(armed.len(), 3);
+        assert_eq!(armed[2].action, Action::Abort);
         assert_eq!(
             (
                 armed[0].point.as_str(),

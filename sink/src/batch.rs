@@ -42,8 +42,30 @@ pub struct Batch<R> {
     bytes: usize,
     opened: Instant,
     digest: XxHash64,
-    /// The last offset of a batch re-formed from the ledger: it is written when it reaches it.
+    /// The digest of the first record alone (`record_digest`).
+    first_digest: u64,
+    /// The last offset of a batch re-formed from the ledger: it is written when it reaches it,
+    /// or sooner when it reaches today's limits.
     end: Option<i64>,
+}
+
+/// Feeds what identifies a record (key, value, timestamp) to `digest`.
+fn feed(digest: &mut XxHash64, m: &OwnedMessage) {
+    for part in [m.key(), m.payload()] {
+        let part = part.unwrap_or_default();
+        digest.write_u64(part.len() as u64);
+        digest.write(part);
+    }
+    digest.write_i64(m.timestamp().to_millis().unwrap_or(0));
+}
+
+/// The digest of one record: the ledger keeps the first record's of each batch, so that a
+/// batch recorded over other records at the same offsets (a topic deleted and created
+/// again) is known as such the moment its first offset is read again.
+pub fn record_digest(m: &OwnedMessage) -> u64 {
+    let mut digest = XxHash64::with_seed(0);
+    feed(&mut digest, m);
+    digest.finish()
 }
 
 impl<R> Batch<R> {
@@ -58,6 +80,7 @@ impl<R> Batch<R> {
             bytes: 0,
             opened: Instant::now(),
             digest: XxHash64::with_seed(0),
+            first_digest: 0,
             end,
         }
     }
@@ -66,14 +89,9 @@ impl<R> Batch<R> {
     pub fn push(&mut self, entry: Entry<R>, rows: usize, bytes: usize) {
         if self.entries.is_empty() {
             self.opened = Instant::now();
+            self.first_digest = record_digest(&entry.message);
         }
-        let m = &entry.message;
-        for part in [m.key(), m.payload()] {
-            let part = part.unwrap_or_default();
-            self.digest.write_u64(part.len() as u64);
-            self.digest.write(part);
-        }
-        self.digest.write_i64(m.timestamp().to_millis().unwrap_or(0));
+        feed(&mut self.digest, &entry.message);
         self.entries.push(entry);
         self.rows += rows;
         self.bytes += bytes;
@@ -104,20 +122,35 @@ impl<R> Batch<R> {
         self.last_offset().map(|o| o + 1)
     }
 
-    /// Whether a re-formed batch has reached the end the ledger recorded.
+    /// Whether the batch re-forms one the ledger recorded.
     pub fn is_reformed(&self) -> bool {
         self.end.is_some()
     }
 
+    /// Whether the batch re-forms one the ledger recorded, exactly: it reached the recorded
+    /// end (and not today's limits first).
+    pub fn is_whole_reform(&self) -> bool {
+        self.end.is_some_and(|end| self.last_offset() == Some(end))
+    }
+
+    /// The digest of the batch's first record (`record_digest`); 0 when it is empty.
+    pub fn first_digest(&self) -> u64 {
+        self.first_digest
+    }
+
     /// Whether the batch must be written now: it holds `limits` rows or bytes, its oldest
-    /// record is `limits.age` old, or it has reached the end of the batch it re-forms.
+    /// record is `limits.age` old, or it has reached the end of the batch it re-forms. A
+    /// re-formed batch waits for its records rather than for its age, but never grows past
+    /// today's limits (a batch recorded under larger ones is written in pieces, each recorded
+    /// in the ledger before its insert).
     pub fn is_due(&self, limits: &Limits, now: Instant) -> bool {
         let Some(last) = self.last_offset() else {
             return false;
         };
+        let full = self.rows >= limits.rows || self.bytes >= limits.bytes;
         match self.end {
-            Some(end) => last >= end,
-            None => self.rows >= limits.rows || self.bytes >= limits.bytes || now >= self.opened + limits.age,
+            Some(end) => last >= end || full,
+            None => full || now >= self.opened + limits.age,
         }
     }
 
@@ -243,8 +276,32 @@ mod tests {
                 0,
             );
         }
-        assert!(b.is_due(&limits, Instant::now()) && b.is_reformed());
+        assert!(b.is_due(&limits, Instant::now()) && b.is_whole_reform());
         assert_eq!(b.due_at(&limits), None);
+    }
+
+    #[test]
+    fn a_reformed_batch_never_grows_past_todays_limits() {
+        let limits = Limits {
+            rows: 2,
+            bytes: 1 << 20,
+            age: Duration::ZERO,
+        };
+        let mut b: Batch<()> = Batch::new("t", 0, Some(12));
+        for offset in 10..=11 {
+            assert!(!b.is_due(&limits, Instant::now()), "not by age, not below the rows");
+            b.push(
+                Entry {
+                    message: message("t", 0, offset, "x"),
+                    rows: Some(()),
+                },
+                1,
+                1,
+            );
+        }
+        assert!(b.is_due(&limits, Instant::now()), "two rows: today's limit");
+        assert!(b.is_reformed() && !b.is_whole_reform(), "a piece of the recorded batch");
+        assert_eq!(b.first_digest(), record_digest(&message("t", 0, 10, "x")));
     }
 
     /// The token of a fixed batch, digit for digit: `ops/check_sql.py` inserts under this

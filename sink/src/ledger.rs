@@ -23,6 +23,9 @@ pub struct LedgerRow {
     pub records: u32,
     /// Its deduplication token.
     pub token: String,
+    /// The digest of its first record (`batch::record_digest`): which records the row
+    /// describes, so that it is never used for others at the same offsets.
+    pub first_digest: u64,
     /// When it was recorded, µs since the epoch (the ReplacingMergeTree version).
     pub recorded_at_us: u64,
 }
@@ -40,8 +43,16 @@ pub struct Recorded {
     pub last_offset: i64,
     /// The token it was recorded with.
     pub token: String,
-    /// When it was recorded, µs since the epoch.
-    pub recorded_at_us: u64,
+    /// The digest of its first record; 0 in rows recorded before the column was added.
+    pub first_digest: u64,
+}
+
+impl Recorded {
+    /// Whether the row describes `first`, the record now at its first offset: the same
+    /// record, or a row too old to say.
+    pub fn describes(&self, first: u64) -> bool {
+        self.first_digest == 0 || self.first_digest == first
+    }
 }
 
 /// The ledger of one consumer group.
@@ -86,7 +97,7 @@ impl Ledger {
     pub async fn pending(&self, topic: &str, partition: i32, from: i64) -> Result<Vec<Recorded>, Failure> {
         self.client
             .query(
-                "SELECT first_offset, last_offset, token, recorded_at_us FROM sink_batches FINAL \
+                "SELECT first_offset, last_offset, token, first_digest FROM sink_batches FINAL \
                  WHERE group_id = ? AND topic = ? AND partition = ? AND first_offset >= ? \
                  AND recorded_at_us > (SELECT max(recorded_at_us) FROM sink_batches \
                      WHERE group_id = ? AND topic = ? AND partition = ? AND first_offset = ?) \
@@ -121,6 +132,7 @@ impl Ledger {
             last_offset: RESTART_MARK,
             records: 0,
             token: String::new(),
+            first_digest: 0,
             recorded_at_us: now,
         }])
         .await

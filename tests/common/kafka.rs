@@ -82,6 +82,24 @@ impl Producer {
         bytes
     }
 
+    /// Sends `record` under its key with the Kafka timestamp `timestamp_ms` (a record
+    /// copied from another cluster keeps its source's, as MirrorMaker does).
+    pub async fn send_dated<R: chainflow_contract::Record>(&self, record: &R, timestamp_ms: i64) {
+        let bytes = self.encode(record).await;
+        let key = record.key();
+        self.producer
+            .send(
+                rdkafka::producer::FutureRecord::to(R::TOPIC)
+                    .key(&key)
+                    .payload(&bytes)
+                    .timestamp(timestamp_ms),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("the broker takes the record");
+    }
+
     /// `record` in the wire format, its schema registered.
     pub async fn encode<R: chainflow_contract::Record>(&self, record: &R) -> Vec<u8> {
         self.codec.encode(record).await.expect("encoding through the registry")

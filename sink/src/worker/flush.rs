@@ -12,7 +12,7 @@ use crate::rebalance::Tp;
 use crate::stream::Stream;
 use anyhow::{Context, Result};
 use chainflow_clickhouse::Failure;
-use chainflow_runtime::{StageContext, StageStats};
+use chainflow_runtime::{fault, StageContext, StageStats};
 use rdkafka::consumer::Consumer;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,7 +23,8 @@ use tokio::time::Instant;
 /// What a flush's first attempt did: the batches recorded in the ledger, then inserted once
 /// (`first_attempt`).
 pub(super) struct Attempt<R> {
-    /// The ledger rows of the batches (re-formed batches have none).
+    /// The ledger rows of the batches (a batch re-formed exactly as recorded has none: its
+    /// row is there).
     rows: Vec<LedgerRow>,
     /// Whether the ledger took them; when not, nothing was inserted.
     recorded: bool,
@@ -92,7 +93,8 @@ pub(super) async fn first_attempt<S: Stream>(
     rows: Vec<LedgerRow>,
     batches: Vec<Batch<S::Rows>>,
 ) -> Attempt<S::Rows> {
-    let recorded = io.ledger.record(&rows).await.is_ok();
+    // a `fail` at the fault point is an acknowledgement lost: the rows are recorded again
+    let recorded = io.ledger.record(&rows).await.is_ok() && fault::point("sink.recorded").is_ok();
     let inserts: Vec<Vec<Batch<S::Rows>>> = if io.tokens {
         batches.into_iter().map(|b| vec![b]).collect()
     } else {
@@ -163,35 +165,49 @@ impl<S: Stream> Worker<S> {
         }
         let batches: Vec<Batch<S::Rows>> = ready.iter().filter_map(|tp| self.batches.remove(tp)).collect();
         let recorded_at_us = chrono::Utc::now().timestamp_micros().max(0) as u64;
-        let rows: Vec<LedgerRow> = batches
-            .iter()
-            .filter(|b| !b.is_reformed())
-            .map(|b| LedgerRow {
-                group_id: self.io.ledger.group().to_string(),
-                topic: b.topic.clone(),
-                partition: b.partition,
-                first_offset: b.first_offset().unwrap_or(-1),
-                last_offset: b.last_offset().unwrap_or(-1),
-                records: b.entries().len() as u32,
-                token: b.token(),
-                recorded_at_us,
-            })
-            .collect();
+        let mut rows = Vec::new();
         for batch in &batches {
             let tp: Tp = (batch.topic.clone(), batch.partition);
-            if let Some(end) = batch.is_reformed().then(|| batch.next_offset()).flatten() {
-                let recorded = self.recorded.get_mut(&tp).and_then(VecDeque::pop_front);
-                if let Some(r) = recorded.filter(|r| r.token != batch.token()) {
-                    tracing::warn!(stream = S::NAME, topic = %tp.0, partition = tp.1, recorded = %r.token, now = %batch.token(),
-                        "the records of a re-formed batch differ from those recorded (topic recreated?): written under the new token");
+            let reformed = batch
+                .is_reformed()
+                .then(|| self.recorded.get_mut(&tp).and_then(VecDeque::pop_front));
+            match reformed.flatten() {
+                Some(r) if batch.is_whole_reform() && r.token == batch.token() => {
+                    tracing::info!(stream = S::NAME, topic = %tp.0, partition = tp.1, token = %batch.token(), next = batch.next_offset(), "re-formed batch written again");
                 }
-                tracing::info!(stream = S::NAME, topic = %tp.0, partition = tp.1, token = %batch.token(), next = end, "re-formed batch written again");
+                reformed => {
+                    if let Some(r) = reformed {
+                        if batch.is_whole_reform() {
+                            tracing::warn!(stream = S::NAME, topic = %tp.0, partition = tp.1, recorded = %r.token, now = %batch.token(),
+                                "the records of a re-formed batch differ from those recorded: written under the new token");
+                        } else {
+                            tracing::info!(stream = S::NAME, topic = %tp.0, partition = tp.1, recorded = %r.token, piece = %batch.token(), rows = batch.rows(), bytes = batch.bytes(),
+                                "a batch recorded under larger limits than today's is written in pieces within them, each recorded first");
+                        }
+                    }
+                    rows.push(self.ledger_row(batch, recorded_at_us));
+                }
             }
             self.flying.insert(tp);
         }
         let work = first_attempt(self.io.clone(), self.stats.clone(), rows, batches);
         self.in_flight = Some(tokio::spawn(work));
         Ok(())
+    }
+
+    /// The ledger row of `batch`, recorded before its insert.
+    fn ledger_row(&self, batch: &Batch<S::Rows>, recorded_at_us: u64) -> LedgerRow {
+        LedgerRow {
+            group_id: self.io.ledger.group().to_string(),
+            topic: batch.topic.clone(),
+            partition: batch.partition,
+            first_offset: batch.first_offset().unwrap_or(-1),
+            last_offset: batch.last_offset().unwrap_or(-1),
+            records: batch.entries().len() as u32,
+            token: batch.token(),
+            first_digest: batch.first_digest(),
+            recorded_at_us,
+        }
     }
 
     /// Finishes a flush whose first attempt has landed: writes, with retries, what it could
@@ -241,6 +257,7 @@ impl<S: Stream> Worker<S> {
             metrics::histogram!("chainflow_sink_flush_seconds", "stream" => S::NAME).record(took.as_secs_f64());
         }
         self.flying.clear();
+        fault::point("sink.inserted")?;
         self.commit().await
     }
 }

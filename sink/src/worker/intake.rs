@@ -4,7 +4,7 @@
 
 use super::retry::OnStop;
 use super::Worker;
-use crate::batch::{Batch, Entry};
+use crate::batch::{record_digest, Batch, Entry};
 use crate::ledger::Recorded;
 use crate::rebalance::{Change, Tp};
 use crate::stream::{Reject, Stream};
@@ -116,6 +116,9 @@ impl<S: Stream> Worker<S> {
             let pending = self.recorded_batches(&tp, &msg, ctx).await?;
             self.recorded.insert(tp.clone(), pending.into());
         }
+        if !self.batches.contains_key(&tp) {
+            self.drop_stale(&tp, &msg, ctx).await?;
+        }
         let Some(decoded) = self.decode(&tp, &msg, ctx).await? else {
             return Ok(()); // revoked while the registry was away
         };
@@ -180,15 +183,13 @@ impl<S: Stream> Worker<S> {
     }
 
     /// Appends `msg` (with its rows, none when it was dead-lettered) to its partition's
-    /// batch, which is formed as the ledger recorded it when one starts at `msg`.
+    /// batch, which is formed as the ledger recorded it when one starts at `msg` (the
+    /// recorded batches it has passed were dropped by `drop_stale`).
     fn append(&mut self, tp: Tp, msg: OwnedMessage, rows: Option<S::Rows>) {
         let offset = msg.offset();
         let recorded = self.recorded.entry(tp.clone()).or_default();
         let batch = self.batches.entry(tp.clone()).or_insert_with(|| {
             // a batch the ledger recorded starting here is formed again exactly
-            while recorded.front().is_some_and(|r| r.first_offset < offset) {
-                recorded.pop_front();
-            }
             let end = recorded
                 .front()
                 .filter(|r| r.first_offset == offset)
@@ -204,13 +205,15 @@ impl<S: Stream> Worker<S> {
     }
 
     /// The batches the ledger recorded for `tp` from `msg` on (the first record read since
-    /// the partition was assigned), to be re-formed; none when they belong to a topic that
-    /// was deleted and created again (its offsets start over, under other records), and
-    /// then the partition's ledger is marked restarted, so that they are never re-formed
-    /// later either. Recreation is seen two ways: the partition is read from below the
-    /// group's committed offset (a broker that keeps a deleted topic's offsets, or offsets
-    /// moved back), or, the group having no committed offset (Apache Kafka deletes them
-    /// with the topic), the record was written after every recorded batch was recorded.
+    /// the partition was assigned), to be re-formed; none when they cannot describe the
+    /// partition's records, and then the partition's ledger is marked restarted, so that
+    /// they are never re-formed later either. That is the case when the partition is read
+    /// from below the group's committed offset (offsets moved back, or a broker that keeps
+    /// a deleted topic's offsets), or when a recorded batch ends at or past the partition's
+    /// end: its records were read once, so they are below the end unless the topic was
+    /// deleted and created again (Apache Kafka deletes the group's offsets with it). A
+    /// recreated topic that already holds as many records is caught by the first record of
+    /// each recorded batch instead (`drop_stale`).
     pub(super) async fn recorded_batches(
         &mut self,
         tp: &Tp,
@@ -237,13 +240,16 @@ impl<S: Stream> Worker<S> {
                 Offset::Offset(o) => Some(o),
                 _ => None,
             });
-        let written_us = msg.timestamp().to_millis().map(|ms| ms.saturating_mul(1000));
-        let newest_us = pending.iter().map(|r| r.recorded_at_us).max().unwrap_or(0);
-        let recreated = match committed {
-            Some(c) => offset < c,
-            None => written_us.is_some_and(|w| w > newest_us as i64),
-        };
-        if !recreated {
+        let end = blocking::fetch_watermarks(&self.consumer, topic, partition, OFFSETS_TIMEOUT)
+            .await
+            .ok()
+            .map(|(_, high)| high);
+        let last = pending.iter().map(|r| r.last_offset).max().unwrap_or(-1);
+        let why = if committed.is_some_and(|c| offset < c) {
+            "the partition is read from below its committed offset (its offsets moved back, or the topic was recreated)"
+        } else if end.is_some_and(|end| last >= end) {
+            "a batch recorded there ends past the partition's end: the topic was recreated"
+        } else {
             tracing::info!(
                 stream = S::NAME,
                 topic,
@@ -252,20 +258,58 @@ impl<S: Stream> Worker<S> {
                 "re-forming batches recorded but not committed"
             );
             return Ok(pending);
-        }
+        };
         tracing::warn!(
             stream = S::NAME,
             topic,
             partition,
             offset,
             ?committed,
-            "the partition was recreated (or its offsets moved back): the batches recorded before are not re-formed"
+            ?end,
+            last,
+            "{why}: the batches recorded before are not re-formed"
         );
+        self.mark_restarted(tp, ctx).await?;
+        Ok(Vec::new())
+    }
+
+    /// Before a batch of `tp` starts at `msg`: forgets the recorded batches it has passed,
+    /// and every one if the batch recorded to start here started with another record (the
+    /// topic was deleted and created again), marking the partition's ledger restarted.
+    pub(super) async fn drop_stale(&mut self, tp: &Tp, msg: &OwnedMessage, ctx: &StageContext) -> Result<()> {
+        let Some(recorded) = self.recorded.get_mut(tp) else {
+            return Ok(());
+        };
+        let offset = msg.offset();
+        while recorded.front().is_some_and(|r| r.first_offset < offset) {
+            recorded.pop_front();
+        }
+        if !recorded
+            .front()
+            .is_some_and(|r| r.first_offset == offset && !r.describes(record_digest(msg)))
+        {
+            return Ok(());
+        }
+        recorded.clear();
+        tracing::warn!(
+            stream = S::NAME,
+            topic = %tp.0,
+            partition = tp.1,
+            offset,
+            "the record at a recorded batch's first offset is another (the partition was recreated): the batches recorded before are not re-formed"
+        );
+        self.mark_restarted(tp, ctx).await
+    }
+
+    /// Marks `tp`'s ledger restarted: what it recorded until now is never re-formed.
+    async fn mark_restarted(&mut self, tp: &Tp, ctx: &StageContext) -> Result<()> {
+        let ledger = self.io.ledger.clone();
+        let (ledger, topic, partition) = (&ledger, tp.0.as_str(), tp.1);
         self.retry(ctx, "marking the ledger restarted", None, OnStop::Abandon, || {
             ledger.restart(topic, partition)
         })
         .await?;
-        Ok(Vec::new())
+        Ok(())
     }
 }
 
