@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local stack, on loopback only, with its data under .stack/ (git-ignored):
-#   Apache Kafka (one KRaft node, broker and controller, from the jars ops/install.sh
-#   fetched; docs/brokers.md) · ClickHouse (Debian's server, the project's config) ·
+#   Apache Kafka (one KRaft node, broker and controller, or a cluster of them, from the
+#   jars ops/install.sh fetched; docs/brokers.md) · ClickHouse (Debian's server, the project's config) ·
 #   chainflow registry (Schema Registry) · Prometheus.
 # Usage: ops/stack.sh up | down | status | env
 # Ports (defaults are the conventional ones): CHAINFLOW_STACK_KAFKA_PORT=9092,
@@ -9,6 +9,11 @@
 # CHAINFLOW_STACK_CLICKHOUSE_TCP_PORT=9000, CHAINFLOW_STACK_REGISTRY_PORT=8081,
 # CHAINFLOW_STACK_PROMETHEUS_PORT=9090. The broker's heap: CHAINFLOW_STACK_KAFKA_HEAP
 # (512m).
+# CHAINFLOW_STACK_BROKERS=3 makes Kafka a cluster of three KRaft nodes (each broker and
+# controller; node N on the Kafka ports + 2(N-1): 9092/9093, 9094/9095, 9096/9097), whose
+# topics get replication factor 3 and min.insync.replicas 2 (docs/brokers.md). One node by
+# default. A stack keeps the shape it was made with (.stack/kafka-brokers) until its Kafka
+# data is removed.
 # `up` is idempotent: what already runs is kept; a port held by another program is an error.
 # `down` stops only what `up` started (by pid file).
 set -euo pipefail
@@ -29,10 +34,42 @@ CHAINFLOW_BIN="${CHAINFLOW_BIN:-$ROOT/target/debug/chainflow}"
 log() { printf '[stack] %s\n' "$*"; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
 
+# The Kafka nodes: the shape the stack was made with, else CHAINFLOW_STACK_BROKERS, else 1.
+SHAPE_FILE="$STACK/kafka-brokers"
+BROKERS="$(cat "$SHAPE_FILE" 2>/dev/null || echo "${CHAINFLOW_STACK_BROKERS:-1}")"
+if [ -n "${CHAINFLOW_STACK_BROKERS:-}" ] && [ "$CHAINFLOW_STACK_BROKERS" != "$BROKERS" ]; then
+  die "CHAINFLOW_STACK_BROKERS=$CHAINFLOW_STACK_BROKERS, but the stack in $STACK was made with $BROKERS Kafka node(s); to change its shape: ops/stack.sh down && rm -rf $STACK/kafka* (its topics are lost)"
+fi
+[[ "$BROKERS" =~ ^[1-9]$ ]] || die "CHAINFLOW_STACK_BROKERS: expected 1 to 9 Kafka nodes, got '$BROKERS'"
+# replication factor: every node, at most 3; min.insync.replicas: one fewer (at least 1)
+REPLICATION=$((BROKERS < 3 ? BROKERS : 3))
+MIN_ISR=$((REPLICATION > 1 ? REPLICATION - 1 : 1))
+
+# Node $1's component name, client port, controller port and directory.
+broker_name() { if [ "$1" = 1 ]; then echo broker; else echo "broker-$1"; fi; }
+broker_port() { echo $((KAFKA_PORT + 2 * ($1 - 1))); }
+controller_port() { echo $((KAFKA_CONTROLLER_PORT + 2 * ($1 - 1))); }
+broker_dir() { if [ "$1" = 1 ]; then echo "$STACK/kafka"; else echo "$STACK/kafka-$1"; fi; }
+# Every node's client address (bootstrap) or controller address (voters), joined by commas.
+node_list() {
+  local kind="$1" i out=""
+  for ((i = 1; i <= BROKERS; i++)); do
+    case "$kind" in
+      bootstrap) out+="${out:+,}127.0.0.1:$(broker_port "$i")" ;;
+      voters) out+="${out:+,}$i@127.0.0.1:$(controller_port "$i")" ;;
+    esac
+  done
+  echo "$out"
+}
+
 # The environment that points chainflow at this stack.
 stack_env() {
+  echo "export CHAINFLOW_KAFKA__BOOTSTRAP_SERVERS=$(node_list bootstrap)"
+  if ((BROKERS > 1)); then
+    echo "export CHAINFLOW_KAFKA__REPLICATION_FACTOR=$REPLICATION"
+    echo "export CHAINFLOW_KAFKA__MIN_INSYNC_REPLICAS=$MIN_ISR"
+  fi
   cat <<EOF
-export CHAINFLOW_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
 export CHAINFLOW_REGISTRY__URL=http://127.0.0.1:$REGISTRY_PORT
 export CHAINFLOW_REGISTRY__LISTEN=127.0.0.1:$REGISTRY_PORT
 export CHAINFLOW_CLICKHOUSE__URL=http://127.0.0.1:$CH_HTTP_PORT
@@ -81,18 +118,20 @@ launch() {
   die "$name did not start (no pid file); its log: $STACK/logs/$name.log"
 }
 
-kafka_probe="timeout 1 bash -c '</dev/tcp/127.0.0.1/$KAFKA_PORT'"
+# Whether node $1 answers on its client port.
+kafka_probe() { timeout 1 bash -c "</dev/tcp/127.0.0.1/$(broker_port "${1:-1}")"; }
 clickhouse_probe="curl -sf http://127.0.0.1:$CH_HTTP_PORT/ping"
 registry_probe="curl -sf http://127.0.0.1:$REGISTRY_PORT/subjects"
 prometheus_probe="curl -sf http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
 
-# The broker's settings: ops/kafka/server.properties with this stack's node, ports and
-# directory filled in.
+# Node $1's settings: ops/kafka/server.properties with its id, ports and directory, the
+# quorum's voters and the replication filled in.
 kafka_config() {
-  local dir="$1"
-  sed -e "s#@NODE_ID@#1#g" -e "s#@VOTERS@#1@127.0.0.1:$KAFKA_CONTROLLER_PORT#g" \
-    -e "s#@PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$KAFKA_CONTROLLER_PORT#g" \
-    -e "s#@DATA@#$dir/data#g" -e "s#@REPLICATION@#1#g" -e "s#@MIN_ISR@#1#g" \
+  local node="$1" dir
+  dir="$(broker_dir "$node")"
+  sed -e "s#@NODE_ID@#$node#g" -e "s#@VOTERS@#$(node_list voters)#g" \
+    -e "s#@PORT@#$(broker_port "$node")#g" -e "s#@CONTROLLER_PORT@#$(controller_port "$node")#g" \
+    -e "s#@DATA@#$dir/data#g" -e "s#@REPLICATION@#$REPLICATION#g" -e "s#@MIN_ISR@#$MIN_ISR#g" \
     "$ROOT/ops/kafka/server.properties" >"$dir/server.properties"
 }
 
@@ -106,26 +145,41 @@ kafka_command() {
     -cp "$KAFKA_LIBS/*" "$main" "$@")
 }
 
-start_kafka() {
-  if running broker; then log "broker: running (pid $(pid_of broker))"; return; fi
-  [ -f "$KAFKA_LIBS/.complete" ] || die "Apache Kafka $KAFKA_VERSION is not installed in $KAFKA_LIBS (run ops/install.sh)"
-  claim_port broker "$KAFKA_PORT"
-  claim_port "broker (controller)" "$KAFKA_CONTROLLER_PORT"
-  local dir="$STACK/kafka" cluster_id
+# Starts node $1 (formatting its log first if it is new) without waiting for it: a node
+# of a quorum answers only once a majority of the voters runs.
+launch_broker() {
+  local node="$1" name dir
+  name="$(broker_name "$node")"
+  dir="$(broker_dir "$node")"
+  if running "$name"; then log "$name: running (pid $(pid_of "$name"))"; return; fi
+  claim_port "$name" "$(broker_port "$node")"
+  claim_port "$name (controller)" "$(controller_port "$node")"
   mkdir -p "$dir/data" "$STACK/logs"
-  kafka_config "$dir"
+  kafka_config "$node"
   if [ ! -f "$dir/data/meta.properties" ]; then
-    # a new log: a cluster id of its own, formatted once (static voters: no --standalone)
-    kafka_command kafka.tools.StorageTool random-uuid
-    cluster_id="$("${KAFKA_CMD[@]}" 2>>"$STACK/logs/broker.log")"
-    kafka_command kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties"
-    "${KAFKA_CMD[@]}" >>"$STACK/logs/broker.log" 2>&1 || die "formatting the broker's log failed; its log: $STACK/logs/broker.log"
+    # a new log, formatted once with the cluster's id (static voters: no --standalone)
+    if [ ! -s "$STACK/kafka-cluster-id" ]; then
+      kafka_command kafka.tools.StorageTool random-uuid
+      "${KAFKA_CMD[@]}" >"$STACK/kafka-cluster-id" 2>>"$STACK/logs/$name.log"
+    fi
+    kafka_command kafka.tools.StorageTool format -t "$(cat "$STACK/kafka-cluster-id")" -c "$dir/server.properties"
+    "${KAFKA_CMD[@]}" >>"$STACK/logs/$name.log" 2>&1 || die "formatting $name's log failed; its log: $STACK/logs/$name.log"
   fi
   kafka_command kafka.Kafka "$dir/server.properties"
-  launch broker "$dir" "${KAFKA_CMD[@]}"
-  # the port opens once the node has joined its quorum and is admitted as a broker
-  wait_for broker "$kafka_probe" 90
-  log "broker: Apache Kafka $KAFKA_VERSION started on 127.0.0.1:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT, heap $KAFKA_HEAP, log in $dir/data)"
+  launch "$name" "$dir" "${KAFKA_CMD[@]}"
+}
+
+start_kafka() {
+  [ -f "$KAFKA_LIBS/.complete" ] || die "Apache Kafka $KAFKA_VERSION is not installed in $KAFKA_LIBS (run ops/install.sh)"
+  mkdir -p "$STACK"
+  echo "$BROKERS" >"$SHAPE_FILE"
+  local node
+  for ((node = 1; node <= BROKERS; node++)); do launch_broker "$node"; done
+  # a port opens once its node has joined the quorum and is admitted as a broker
+  for ((node = 1; node <= BROKERS; node++)); do
+    wait_for "$(broker_name "$node")" "kafka_probe $node" 90
+  done
+  log "kafka: Apache Kafka $KAFKA_VERSION, $BROKERS KRaft node(s) on $(node_list bootstrap) (controllers $(node_list voters)), replication factor $REPLICATION, min.insync.replicas $MIN_ISR, heap $KAFKA_HEAP each, logs in $STACK/kafka*"
 }
 
 start_clickhouse() {
@@ -205,7 +259,11 @@ stop_one() {
 }
 
 down() {
-  for name in prometheus registry clickhouse broker; do stop_one "$name"; done
+  for name in prometheus registry clickhouse; do stop_one "$name"; done
+  # the nodes together: a quorum's last nodes would wait for each other one by one
+  local node
+  for ((node = 1; node <= BROKERS; node++)); do stop_one "$(broker_name "$node")" & done
+  wait
 }
 
 status() {
@@ -218,7 +276,14 @@ status() {
     else state="down"; rc=1; fi
     printf '  %-11s 127.0.0.1:%-6s %s\n' "$name" "$port" "$state"
   }
-  row broker "$KAFKA_PORT" "$kafka_probe"  # Apache Kafka, one KRaft node (controller on $KAFKA_CONTROLLER_PORT)
+  # Apache Kafka: each KRaft node, its controller port and the partitions it leads
+  local node leaders
+  leaders="$(python3 "$ROOT/ops/lib/leaders.py" "$(node_list bootstrap)" 2>/dev/null || true)"
+  for ((node = 1; node <= BROKERS; node++)); do
+    row "$(broker_name "$node")" "$(broker_port "$node")" "kafka_probe $node"
+    printf '  %-11s node %s, controller 127.0.0.1:%s, leads %s\n' "" "$node" "$(controller_port "$node")" \
+      "$(sed -n "s/^$node //p" <<<"$leaders" | grep . || echo "nothing it could report (the cluster did not answer)")"
+  done
   row clickhouse "$CH_HTTP_PORT" "$clickhouse_probe"
   row registry "$REGISTRY_PORT" "$registry_probe"
   row prometheus "$PROMETHEUS_PORT" "$prometheus_probe"
