@@ -44,6 +44,9 @@ fi
 # replication factor: every node, at most 3; min.insync.replicas: one fewer (at least 1)
 REPLICATION=$((BROKERS < 3 ? BROKERS : 3))
 MIN_ISR=$((REPLICATION > 1 ? REPLICATION - 1 : 1))
+# a node fenced by its own controller on a one-node cluster loses librdkafka clients for
+# good (ops/kafka/server.properties): 30 s there, Kafka's 9 s on a cluster
+BROKER_SESSION_TIMEOUT_MS=$((BROKERS > 1 ? 9000 : 30000))
 
 # Node $1's component name, client port, controller port and directory.
 broker_name() { if [ "$1" = 1 ]; then echo broker; else echo "broker-$1"; fi; }
@@ -132,6 +135,7 @@ kafka_config() {
   sed -e "s#@NODE_ID@#$node#g" -e "s#@VOTERS@#$(node_list voters)#g" \
     -e "s#@PORT@#$(broker_port "$node")#g" -e "s#@CONTROLLER_PORT@#$(controller_port "$node")#g" \
     -e "s#@DATA@#$dir/data#g" -e "s#@REPLICATION@#$REPLICATION#g" -e "s#@MIN_ISR@#$MIN_ISR#g" \
+    -e "s#@BROKER_SESSION_TIMEOUT_MS@#$BROKER_SESSION_TIMEOUT_MS#g" \
     "$ROOT/ops/kafka/server.properties" >"$dir/server.properties"
 }
 

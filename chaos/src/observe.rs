@@ -1,11 +1,14 @@
-//! What the suite measures: rows stored (with and without `FINAL`), dead letters, and the
-//! consumer groups' lag.
+//! What the suite measures: rows stored (with and without `FINAL`), the natural keys
+//! stored, dead letters, and the consumer groups' lag.
 
 use anyhow::{Context, Result};
+use chainflow_clickhouse::rows::option_type_code;
+use chainflow_contract::{OptionChain, OptionQuote, OptionType, UnderlyingTick};
 use chainflow_kafka::blocking;
 use clickhouse::Client;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +45,168 @@ pub async fn counts(db: &Client, product: &str, final_: bool) -> Result<Counts> 
             .with_context(|| format!("counting {table}"))?;
     }
     Ok(out)
+}
+
+/// The natural keys of one product's rows, per table of [`TABLES`] (each table's `ORDER BY`
+/// less the product): what `FINAL` keeps one row of. Strikes are in hundredths, option
+/// types by their Enum8 code, expiries in days.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keys(pub [BTreeSet<String>; 4]);
+
+fn option_key(expiry: i32, event_time_us: i64, strike_cents: i64, option_type: i8) -> String {
+    format!("{expiry}|{event_time_us}|{strike_cents}|{option_type}")
+}
+
+fn quote_key(expiry: i32, strike_cents: i64, option_type: i8, event_time_us: i64, seq: i64) -> String {
+    format!("{expiry}|{strike_cents}|{option_type}|{event_time_us}|{seq}")
+}
+
+fn cents(strike: f64) -> i64 {
+    (strike * 100.0).round() as i64
+}
+
+impl Keys {
+    /// Adds the rows `chain` becomes: its snapshot and its options.
+    pub fn add_chain(&mut self, chain: &OptionChain) {
+        self.0[0].insert(format!("{}|{}", chain.expiry, chain.event_time));
+        for s in &chain.strikes {
+            for t in [OptionType::Call, OptionType::Put] {
+                self.0[1].insert(option_key(
+                    chain.expiry,
+                    chain.event_time,
+                    cents(s.strike),
+                    option_type_code(t),
+                ));
+            }
+        }
+    }
+
+    /// Adds the row `tick` becomes.
+    pub fn add_tick(&mut self, tick: &UnderlyingTick) {
+        self.0[2].insert(format!("{}|{}", tick.event_time, tick.seq));
+    }
+
+    /// Adds the row `quote` becomes.
+    pub fn add_quote(&mut self, q: &OptionQuote) {
+        self.0[3].insert(quote_key(
+            q.expiry,
+            cents(q.strike),
+            option_type_code(q.option_type),
+            q.event_time,
+            q.seq,
+        ));
+    }
+
+    /// Adds every key of `other`.
+    pub fn extend(&mut self, other: Keys) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            mine.extend(theirs);
+        }
+    }
+
+    /// Keys per table.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            rows: self.0.each_ref().map(|s| s.len() as u64),
+        }
+    }
+
+    /// What `stored` lacks of these keys (missing) and holds beyond them (extra), per table:
+    /// `(missing, extra, a line naming the first few of each)`, the line empty when both are 0.
+    pub fn compare(&self, stored: &Keys) -> (u64, u64, String) {
+        let (mut missing, mut extra, mut lines) = (0, 0, Vec::new());
+        for ((table, want), have) in TABLES.iter().zip(&self.0).zip(&stored.0) {
+            let lacks: Vec<&String> = want.difference(have).collect();
+            let beyond: Vec<&String> = have.difference(want).collect();
+            missing += lacks.len() as u64;
+            extra += beyond.len() as u64;
+            let first = |keys: &[&String]| keys.iter().take(3).map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
+            if !lacks.is_empty() {
+                lines.push(format!(
+                    "{table}: {} keys missing, first {}",
+                    lacks.len(),
+                    first(&lacks)
+                ));
+            }
+            if !beyond.is_empty() {
+                lines.push(format!(
+                    "{table}: {} keys extra, first {}",
+                    beyond.len(),
+                    first(&beyond)
+                ));
+            }
+        }
+        (missing, extra, lines.join("; "))
+    }
+}
+
+#[derive(serde::Deserialize, clickhouse::Row)]
+struct SnapshotKey {
+    expiry: i32,
+    event_time_us: i64,
+}
+
+#[derive(serde::Deserialize, clickhouse::Row)]
+struct OptionKey {
+    expiry: i32,
+    event_time_us: i64,
+    strike: i64,
+    option_type: i8,
+}
+
+#[derive(serde::Deserialize, clickhouse::Row)]
+struct TickKey {
+    event_time_us: i64,
+    seq: i64,
+}
+
+#[derive(serde::Deserialize, clickhouse::Row)]
+struct QuoteKey {
+    expiry: i32,
+    strike: i64,
+    option_type: i8,
+    event_time_us: i64,
+    seq: i64,
+}
+
+/// The natural keys of `product`'s rows stored, with `FINAL`.
+pub async fn stored_keys(db: &Client, product: &str) -> Result<Keys> {
+    const EXPIRY: &str = "toInt32(toUInt16(expiry)) AS expiry";
+    const STRIKE: &str = "toInt64(round(strike * 100)) AS strike, CAST(option_type AS Int8) AS option_type";
+    let select = |columns: String, table: &str| {
+        db.query(&format!("SELECT {columns} FROM {table} FINAL WHERE product = ?"))
+            .bind(product)
+    };
+    let mut keys = Keys::default();
+    for k in select(format!("{EXPIRY}, event_time_us"), TABLES[0])
+        .fetch_all::<SnapshotKey>()
+        .await
+        .context("reading chain_snapshots' keys")?
+    {
+        keys.0[0].insert(format!("{}|{}", k.expiry, k.event_time_us));
+    }
+    for k in select(format!("{EXPIRY}, event_time_us, {STRIKE}"), TABLES[1])
+        .fetch_all::<OptionKey>()
+        .await
+        .context("reading chain_options' keys")?
+    {
+        keys.0[1].insert(option_key(k.expiry, k.event_time_us, k.strike, k.option_type));
+    }
+    for k in select("event_time_us, seq".into(), TABLES[2])
+        .fetch_all::<TickKey>()
+        .await
+        .context("reading underlying_ticks' keys")?
+    {
+        keys.0[2].insert(format!("{}|{}", k.event_time_us, k.seq));
+    }
+    for k in select(format!("{EXPIRY}, {STRIKE}, event_time_us, seq"), TABLES[3])
+        .fetch_all::<QuoteKey>()
+        .await
+        .context("reading option_quotes' keys")?
+    {
+        keys.0[3].insert(quote_key(k.expiry, k.strike, k.option_type, k.event_time_us, k.seq));
+    }
+    Ok(keys)
 }
 
 /// Dead letters of records keyed `key`, with `FINAL`.

@@ -23,6 +23,9 @@ pub struct Launch {
     pub args: Vec<String>,
     /// Its environment, beyond the suite's own.
     pub env: Vec<(String, String)>,
+    /// More environment for its first start only (a fault point armed once: the restart
+    /// runs without it).
+    pub first_env: Vec<(String, String)>,
     /// Where its standard error goes (appended).
     pub log: PathBuf,
 }
@@ -138,7 +141,7 @@ async fn supervise(
             restarts.fetch_add(1, Ordering::Relaxed);
         }
         first = false;
-        let child = match spawn(&launch) {
+        let child = match spawn(&launch, restarts.load(Ordering::Relaxed) == 0) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("[chaos] cannot start {:?}: {e:#}", launch.args);
@@ -163,7 +166,7 @@ async fn supervise(
     }
 }
 
-fn spawn(launch: &Launch) -> Result<tokio::process::Child> {
+fn spawn(launch: &Launch, first: bool) -> Result<tokio::process::Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -172,6 +175,13 @@ fn spawn(launch: &Launch) -> Result<tokio::process::Child> {
     Command::new(&launch.bin)
         .args(&launch.args)
         .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(
+            launch
+                .first_env
+                .iter()
+                .filter(|_| first)
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log)

@@ -1,5 +1,6 @@
 //! The suite's own stack: `ops/stack.sh` with a directory and ports of its own, so that
-//! faults never touch the developer's stack.
+//! faults never touch the developer's stack, and Kafka as a cluster of [`BROKERS`] nodes
+//! (replication factor 3, `min.insync.replicas` 2).
 
 use anyhow::{bail, Context, Result};
 use chainflow_config::Config;
@@ -15,6 +16,18 @@ const PORTS: [(&str, u16); 6] = [
     ("CHAINFLOW_STACK_REGISTRY_PORT", 28_081),
     ("CHAINFLOW_STACK_PROMETHEUS_PORT", 29_090),
 ];
+
+/// Kafka nodes of the private stack.
+pub const BROKERS: i32 = 3;
+
+/// The stack's name of Kafka node `node` (`broker`, `broker-2`, ...).
+pub fn broker_name(node: i32) -> String {
+    if node == 1 {
+        "broker".to_string()
+    } else {
+        format!("broker-{node}")
+    }
+}
 
 /// A running private stack.
 pub struct PrivateStack {
@@ -49,7 +62,9 @@ impl PrivateStack {
 
     fn command(&self, action: &str) -> Command {
         let mut cmd = Command::new(self.root.join("ops/stack.sh"));
-        cmd.arg(action).env("CHAINFLOW_STACK_DIR", &self.dir);
+        cmd.arg(action)
+            .env("CHAINFLOW_STACK_DIR", &self.dir)
+            .env("CHAINFLOW_STACK_BROKERS", BROKERS.to_string());
         for (k, v) in PORTS {
             cmd.env(k, v.to_string());
         }
@@ -81,7 +96,7 @@ impl PrivateStack {
         self.script("down")
     }
 
-    /// The pid of component `name` (`broker`, `clickhouse`, `registry`).
+    /// The pid of component `name` (`broker`, `broker-2`, `clickhouse`, `registry`).
     pub fn pid(&self, name: &str) -> Result<u32> {
         let path = self.dir.join(format!("pids/{name}.pid"));
         std::fs::read_to_string(&path)
@@ -89,6 +104,28 @@ impl PrivateStack {
             .trim()
             .parse()
             .with_context(|| format!("{} holds no pid", path.display()))
+    }
+
+    /// The node that leads the KRaft quorum now: of the nodes' logs, the one that last
+    /// became leader, at the highest epoch.
+    pub fn quorum_leader(&self) -> Result<i32> {
+        let mut best: Option<(u64, i32)> = None;
+        for node in 1..=BROKERS {
+            let path = self.logs().join(format!("{}.log", broker_name(node)));
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            for line in text.lines().filter(|l| l.contains("Completed transition to Leader")) {
+                let epoch = line
+                    .split("epoch=")
+                    .nth(1)
+                    .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|d| d.parse::<u64>().ok());
+                if let Some(epoch) = epoch {
+                    best = best.max(Some((epoch, node)));
+                }
+            }
+        }
+        best.map(|(_, node)| node)
+            .context("no node's log says it became the quorum's leader")
     }
 
     /// Where logs of the suite's processes go.

@@ -5,10 +5,10 @@
 use super::poison::poison;
 use super::setup::{Cast, Feed, Run};
 use super::{wait_stored, Fault, Row, RECOVERY_LIMIT, START};
-use crate::observe::{Counts, Group};
+use crate::observe::{Group, Keys};
 use crate::procs::Component;
 use crate::stack::{self, PrivateStack};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use chainflow_contract::topics::UNDERLYING;
 use rand::Rng;
 use std::time::Duration;
@@ -17,8 +17,8 @@ use tokio::time::Instant;
 /// What a fault added to the feed's rows: the poison's good records and its dead letters.
 #[derive(Debug, Default)]
 pub struct Added {
-    /// Rows by table.
-    pub rows: Counts,
+    /// The natural keys of the rows.
+    pub keys: Keys,
     /// Dead letters.
     pub dead_letters: u64,
 }
@@ -45,8 +45,213 @@ pub async fn inject(
         Fault::RegistryDown(secs) => registry_down(run, cast, secs).await?,
         Fault::Poison => return poison(run).await,
         Fault::TopicRecreated => recreate_topic(run, feed, groups).await?,
+        Fault::LeaderKilled(secs) => leader_killed(stack, secs).await?,
+        Fault::TwoBrokersDown(secs) => two_brokers_down(stack, secs).await?,
+        Fault::BrokerFrozen(secs) => broker_frozen(stack, secs).await?,
+        Fault::RollingRestart => rolling_restart(stack).await?,
+        Fault::QuorumLeaderKilled(secs) => quorum_leader_killed(stack, secs).await?,
+        Fault::FeedKilled => {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            feed.kill_and_restart(run).await?;
+        }
+        Fault::AbortAt(point) => return abort_at(run, cast, point).await,
     }
     Ok(Added::default())
+}
+
+/// One partition of the cluster's metadata: topic, partition, leader, in-sync replicas.
+type Placement = (String, i32, i32, usize);
+
+/// Where the scenario topics' partitions are: their leaders and in-sync replicas.
+async fn placements(stack: &PrivateStack) -> Result<Vec<Placement>> {
+    let consumer: std::sync::Arc<rdkafka::consumer::BaseConsumer> =
+        std::sync::Arc::new(chainflow_kafka::consumer_config(&stack.config.kafka, "chaos-metadata").create()?);
+    let metadata = chainflow_kafka::blocking::fetch_metadata(&consumer, None, Duration::from_secs(10)).await?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| !t.name().starts_with('_'))
+        .flat_map(|t| {
+            t.partitions()
+                .iter()
+                .map(|p| (t.name().to_string(), p.id(), p.leader(), p.isr().len()))
+        })
+        .collect())
+}
+
+/// The busiest partition (the highest end of the feed's and enrich's topics) and its
+/// leader.
+async fn busiest(stack: &PrivateStack) -> Result<(String, i32, i32)> {
+    let consumer: std::sync::Arc<rdkafka::consumer::BaseConsumer> =
+        std::sync::Arc::new(chainflow_kafka::consumer_config(&stack.config.kafka, "chaos-metadata").create()?);
+    let mut best: Option<(i64, String, i32, i32)> = None;
+    for (topic, partition, leader, _) in placements(stack).await? {
+        if topic.starts_with("dlq.") {
+            continue;
+        }
+        let (_, high) =
+            chainflow_kafka::blocking::fetch_watermarks(&consumer, &topic, partition, Duration::from_secs(10)).await?;
+        if best.as_ref().is_none_or(|b| high > b.0) {
+            best = Some((high, topic, partition, leader));
+        }
+    }
+    best.map(|(_, t, p, l)| (t, p, l)).context("no partition has a leader")
+}
+
+/// Waits up to `limit` for `check` of the placements to hold; `what` names it otherwise.
+async fn observe_placements(
+    stack: &PrivateStack,
+    limit: Duration,
+    what: &str,
+    check: impl Fn(&[Placement]) -> bool,
+) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if placements(stack).await.is_ok_and(|p| check(&p)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("fault not observed: {what} within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Every partition led and fully replicated again (after a fault), within 2 minutes.
+async fn replicated(stack: &PrivateStack) -> Result<()> {
+    let full = crate::stack::BROKERS as usize;
+    observe_placements(stack, Duration::from_mins(2), "every partition back in sync", |p| {
+        p.iter().all(|(_, _, leader, isr)| *leader > 0 && *isr == full)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}").context("after the fault"))
+}
+
+/// How long a cluster may take to notice a node gone (Kafka's `broker.session.timeout.ms`,
+/// 9 s, then an election), with room.
+const FAILOVER: Duration = Duration::from_secs(30);
+
+/// Node `node` killed; `observed` must hold of the placements within [`FAILOVER`]; the
+/// node started again `secs` later (whether or not it held), and every partition then
+/// fully replicated again.
+async fn node_down(
+    stack: &PrivateStack,
+    nodes: &[i32],
+    secs: u64,
+    what: &str,
+    observed: impl Fn(&[Placement]) -> bool,
+) -> Result<()> {
+    for node in nodes {
+        stack::kill_and_wait(stack.pid(&stack::broker_name(*node))?).await?;
+    }
+    let seen = observe_placements(stack, FAILOVER, what, observed).await;
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stack.start_missing()?;
+    seen?;
+    replicated(stack).await
+}
+
+/// The node leading the busiest partition killed; the partition must get another leader.
+async fn leader_killed(stack: &PrivateStack, secs: u64) -> Result<()> {
+    let (topic, partition, leader) = busiest(stack).await?;
+    let what = format!("{topic}[{partition}] led by another node than {leader}");
+    node_down(stack, &[leader], secs, &what, |p| {
+        p.iter()
+            .any(|(t, q, l, _)| *t == topic && *q == partition && *l > 0 && *l != leader)
+    })
+    .await
+}
+
+/// Nodes 2 and 3 killed for `secs`: every partition is below `min.insync.replicas`.
+async fn two_brokers_down(stack: &PrivateStack, secs: u64) -> Result<()> {
+    node_down(
+        stack,
+        &[2, 3],
+        secs,
+        "partitions with fewer in-sync replicas than 2",
+        |p| p.iter().any(|(_, _, _, isr)| *isr < 2),
+    )
+    .await
+}
+
+/// The busiest partition's leader frozen for `secs`: its partitions' ISR must shrink.
+async fn broker_frozen(stack: &PrivateStack, secs: u64) -> Result<()> {
+    let (_, _, leader) = busiest(stack).await?;
+    let pid = stack.pid(&stack::broker_name(leader))?;
+    stack::signal("STOP", pid)?;
+    let shrank = observe_placements(
+        stack,
+        Duration::from_secs(secs),
+        &format!("the ISR shrinking with node {leader} frozen"),
+        |p| p.iter().any(|(_, _, _, isr)| *isr < crate::stack::BROKERS as usize),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(secs).saturating_sub(Duration::from_secs(1))).await;
+    stack::signal("CONT", pid)?;
+    shrank?;
+    replicated(stack).await
+}
+
+/// Each node stopped (SIGTERM, a controlled shutdown) and started again, the next one
+/// once every partition is fully replicated.
+async fn rolling_restart(stack: &PrivateStack) -> Result<()> {
+    for node in 1..=crate::stack::BROKERS {
+        let name = stack::broker_name(node);
+        let pid = stack.pid(&name)?;
+        stack::signal("TERM", pid)?;
+        while stack::alive(pid) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stack.start_missing()?;
+        if stack.pid(&name)? == pid {
+            bail!("fault not observed: {name} was not restarted");
+        }
+        replicated(stack).await?;
+    }
+    Ok(())
+}
+
+/// The KRaft quorum's leader killed; another node must lead it.
+async fn quorum_leader_killed(stack: &PrivateStack, secs: u64) -> Result<()> {
+    let leader = stack.quorum_leader()?;
+    stack::kill_and_wait(stack.pid(&stack::broker_name(leader))?).await?;
+    let deadline = Instant::now() + FAILOVER;
+    let mut moved = Ok(());
+    while stack.quorum_leader()? == leader {
+        if Instant::now() > deadline {
+            moved = Err(anyhow::anyhow!(
+                "fault not observed: node {leader} still leads the quorum {FAILOVER:?} after it was killed"
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stack.start_missing()?;
+    moved?;
+    replicated(stack).await
+}
+
+/// The poison mix sent while the first sink's or enricher's first process is armed to abort
+/// at `point`; it must abort there (and be restarted) within a minute.
+async fn abort_at(run: &Run<'_>, cast: &Cast, point: &str) -> Result<Added> {
+    let added = poison(run).await?;
+    let component = if point.starts_with("sink.") {
+        &cast.sinks[0].0
+    } else {
+        &cast.enrichers[0].0
+    };
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while component.restarts() == 0 {
+        if Instant::now() > deadline {
+            bail!(
+                "fault not observed: {} did not abort at {point} within 60 s",
+                component.name
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(added)
 }
 
 /// SIGKILL `c` `times` times, 3–8 s apart (its supervisor restarts it).

@@ -8,10 +8,9 @@ mod faults;
 mod poison;
 mod setup;
 
-use crate::observe::{self, Counts, Group};
+use crate::observe::{self, Group, Keys};
 use anyhow::{bail, Result};
-use chainflow_contract::Record;
-use setup::{simulated, Cast, Feed, Run};
+use setup::{Cast, Feed, Run};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -43,6 +42,25 @@ pub enum Fault {
     Poison,
     /// `market.underlying` deleted and recreated between two halves of the feed.
     TopicRecreated,
+    /// The Kafka node leading the busiest partition SIGKILLed, started again so many
+    /// seconds later.
+    LeaderKilled(u64),
+    /// Two of the three Kafka nodes killed for so many seconds (below `min.insync.replicas`:
+    /// producers wait).
+    TwoBrokersDown(u64),
+    /// The node leading the busiest partition frozen (SIGSTOP) for so many seconds: the ISR
+    /// shrinks, and grows back.
+    BrokerFrozen(u64),
+    /// Every Kafka node stopped (SIGTERM) and started again in turn, each once the
+    /// partitions are fully replicated again.
+    RollingRestart,
+    /// The node leading the KRaft quorum SIGKILLed, started again so many seconds later.
+    QuorumLeaderKilled(u64),
+    /// The feed SIGKILLed half-way and started again (it resends from its start).
+    FeedKilled,
+    /// The first sink's or enricher's first process aborts at this fault point (the poison
+    /// mix is sent too, so that dead letters pass it); the supervisor restarts it without.
+    AbortAt(&'static str),
 }
 
 /// One scenario.
@@ -58,6 +76,8 @@ pub struct Scenario {
     pub feed_secs: u64,
     /// Extra environment of the sinks (`max.poll.interval.ms`, ...).
     pub sink_env: Vec<(&'static str, &'static str)>,
+    /// Extra environment of the enrichers (transactions, ...).
+    pub enrich_env: Vec<(&'static str, &'static str)>,
 }
 
 /// One line of the table.
@@ -75,8 +95,10 @@ pub struct Row {
     pub dead_lettered: u64,
     /// Dead letters expected.
     pub dead_expected: u64,
-    /// Rows produced and not stored.
-    pub lost: u64,
+    /// Natural keys produced and not stored (`FINAL`).
+    pub missing_keys: u64,
+    /// Natural keys stored and never produced.
+    pub extra_keys: u64,
     /// Plain minus `FINAL`, before `OPTIMIZE ... FINAL`.
     pub duplicates_before: u64,
     /// The same after.
@@ -141,11 +163,9 @@ async fn run_inner(
     let added = faults::inject(sc.fault, &mut run, &mut cast, &mut feed, &groups, row).await?;
     let fault_end = Instant::now();
     feed.wait().await?;
-    let mut expect = feed.expect;
-    for (e, x) in expect.rows.iter_mut().zip(added.rows.rows) {
-        *e += x;
-    }
-    row.produced = expect.total();
+    let mut expect = feed.expect.clone();
+    expect.extend(added.keys);
+    row.produced = expect.counts().total();
     row.dead_expected = added.dead_letters;
     let recovered = wait_stored(&run, &expect, &groups, RECOVERY_LIMIT).await;
     row.recovery = fault_end.elapsed().as_secs_f64();
@@ -156,7 +176,7 @@ async fn run_inner(
     if !matches!(sc.fault, Fault::DoubleSigterm) {
         row.sigterm_exit = exit.as_secs_f64();
     }
-    let mut problems = tally(&run, &expect, row, seed, &feed.parts).await?;
+    let mut problems = tally(&run, &expect, row).await?;
     if let Err(e) = recovered {
         problems.push(format!("{e:#}"));
         problems.extend(lagging(&groups).await);
@@ -204,16 +224,17 @@ impl LagSampler {
     }
 }
 
-/// Counts what was stored into `row` (rows with and without `FINAL`, dead letters, the
-/// duplicates before and after `OPTIMIZE ... FINAL`); what does not balance, with the
-/// first chains missing of the feed's `parts` (seeded with `seed`).
-async fn tally(run: &Run<'_>, expect: &Counts, row: &mut Row, seed: u64, parts: &[(i64, u64)]) -> Result<Vec<String>> {
+/// Counts what was stored into `row` (rows with and without `FINAL`, the natural keys
+/// missing and extra against `expect`, dead letters, the duplicates before and after
+/// `OPTIMIZE ... FINAL`); what does not balance, naming the first keys that do not.
+async fn tally(run: &Run<'_>, expect: &Keys, row: &mut Row) -> Result<Vec<String>> {
     let final_ = observe::counts(&run.db, &run.product, true).await?;
     let plain = observe::counts(&run.db, &run.product, false).await?;
     row.stored_final = final_.total();
     row.stored_plain = plain.total();
     row.dead_lettered = observe::dead_letters(&run.db, &poison::poison_key(&run.product)).await?;
-    row.lost = row.produced.saturating_sub(row.stored_final);
+    let (missing, extra, which) = expect.compare(&observe::stored_keys(&run.db, &run.product).await?);
+    (row.missing_keys, row.extra_keys) = (missing, extra);
     row.duplicates_before = plain.total().saturating_sub(final_.total());
     observe::optimize(&run.db).await?;
     row.duplicates_after = observe::counts(&run.db, &run.product, false)
@@ -221,9 +242,8 @@ async fn tally(run: &Run<'_>, expect: &Counts, row: &mut Row, seed: u64, parts: 
         .total()
         .saturating_sub(final_.total());
     let mut problems = Vec::new();
-    if final_ != *expect {
-        problems.push(format!("rows by table {:?}, expected {:?}", final_.rows, expect.rows));
-        problems.extend(missing_chains(run, seed, parts).await);
+    if !which.is_empty() {
+        problems.push(which);
     }
     if row.dead_lettered != row.dead_expected {
         problems.push(format!(
@@ -251,12 +271,18 @@ async fn lagging(groups: &[Group]) -> Vec<String> {
 }
 
 /// Waits until the expected rows are queryable and every group's lag is 0.
-async fn wait_stored(run: &Run<'_>, expect: &Counts, groups: &[Group], limit: Duration) -> Result<()> {
+async fn wait_stored(run: &Run<'_>, expect: &Keys, groups: &[Group], limit: Duration) -> Result<()> {
+    let expect = expect.counts();
     let deadline = Instant::now() + limit;
     let mut last = String::new();
+    let mut report = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
+        if Instant::now() >= report {
+            eprintln!("[chaos]   waiting: {last}");
+            report += Duration::from_secs(30);
+        }
         match observe::counts(&run.db, &run.product, true).await {
-            Ok(c) if c == *expect => {
+            Ok(c) if c == expect => {
                 let mut lagging = Vec::new();
                 for g in groups {
                     match g.lag().await {
@@ -276,44 +302,4 @@ async fn wait_stored(run: &Run<'_>, expect: &Counts, groups: &[Group], limit: Du
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     bail!("not recovered within {limit:?}: {last}")
-}
-
-/// The chains the feeds `feeds` (start, chains) produced that are not queryable: the first
-/// few, by key and event time.
-async fn missing_chains(run: &Run<'_>, seed: u64, feeds: &[(i64, u64)]) -> Vec<String> {
-    #[derive(serde::Deserialize, clickhouse::Row)]
-    struct Key {
-        expiry: u16,
-        event_time_us: i64,
-    }
-    let Ok(stored) = run
-        .db
-        .query("SELECT expiry, event_time_us FROM chain_snapshots FINAL WHERE product = ?")
-        .bind(&run.product)
-        .fetch_all::<Key>()
-        .await
-    else {
-        return vec!["the stored chains could not be read".into()];
-    };
-    let stored: std::collections::BTreeSet<(i32, i64)> = stored
-        .into_iter()
-        .map(|k| (i32::from(k.expiry), k.event_time_us))
-        .collect();
-    let mut missing = Vec::new();
-    for &(start_us, chains) in feeds {
-        let produced = simulated(&run.spec, seed, start_us, chains).filter_map(|e| match e {
-            chainflow_feed::sim::MarketEvent::Chain(c) => Some(c),
-            _ => None,
-        });
-        for c in produced.filter(|c| !stored.contains(&(c.expiry, c.event_time))) {
-            missing.push(format!("{}@{}", c.key(), c.event_time));
-        }
-    }
-    let count = missing.len();
-    missing.truncate(10);
-    if count == 0 {
-        Vec::new()
-    } else {
-        vec![format!("{count} chains missing, first: {}", missing.join(", "))]
-    }
 }

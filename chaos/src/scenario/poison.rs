@@ -92,8 +92,7 @@ pub async fn poison(run: &Run<'_>) -> Result<Added> {
         let g = good.next();
         send(&producer, OPTION_CHAIN, &key, &codec.encode(&g).await?, None).await?;
         added.dead_letters += 1;
-        added.rows.rows[0] += 1;
-        added.rows.rows[1] += g.option_count() as u64;
+        added.keys.add_chain(&g);
     }
     let mut terms = cfg.clone().product_terms().map_err(|e| anyhow::anyhow!("{e}"))?;
     terms.insert(run.product.clone(), run.spec.terms);
@@ -113,8 +112,7 @@ pub async fn poison(run: &Run<'_>) -> Result<Added> {
         let e = enrich_chain(&g, &terms, source, 1).map_err(|e| anyhow::anyhow!("{e}"))?;
         send(&producer, ENRICHED_CHAIN, &key, &codec.encode(&e).await?, Some(&e.id())).await?;
         added.dead_letters += 1;
-        added.rows.rows[0] += 1;
-        added.rows.rows[1] += g.option_count() as u64;
+        added.keys.add_chain(&g);
     }
     Ok(added)
 }

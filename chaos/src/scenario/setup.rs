@@ -2,7 +2,7 @@
 //! sinks, and its seeded feed, whose totals are known before it starts.
 
 use super::{Scenario, START};
-use crate::observe::{Counts, Group};
+use crate::observe::{Group, Keys};
 use crate::procs::{Component, Launch};
 use crate::stack::PrivateStack;
 use anyhow::{bail, Context, Result};
@@ -118,8 +118,15 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// A supervised `chainflow ARGS` with its own metrics port.
-    pub fn component(&mut self, name: &str, args: &[&str], extra: &[(&str, &str)]) -> (Component, u16) {
+    /// A supervised `chainflow ARGS` with its own metrics port, `extra` environment, and
+    /// `first` environment for its first start only.
+    pub fn component(
+        &mut self,
+        name: &str,
+        args: &[&str],
+        extra: &[(&str, &str)],
+        first: &[(String, String)],
+    ) -> (Component, u16) {
         self.next_port += 1;
         let port = self.next_port;
         let mut env = self.env();
@@ -132,6 +139,7 @@ impl<'a> Run<'a> {
             bin: self.bin.clone(),
             args: args.iter().map(|a| (*a).to_string()).collect(),
             env,
+            first_env: first.to_vec(),
             log: self.stack.logs().join(format!("{}-{name}.log", self.tag)),
         };
         (Component::start(name, launch), port)
@@ -146,6 +154,19 @@ pub struct Cast {
     pub enrichers: Vec<(Component, u16)>,
     /// The sinks' extra environment (the scenario's).
     pub sink_env: Vec<(&'static str, &'static str)>,
+    /// The enrichers' extra environment (the scenario's).
+    pub enrich_env: Vec<(&'static str, &'static str)>,
+}
+
+/// `CHAINFLOW_FAULTS` for the first start of the first component of `stage` (`sink`,
+/// `enrich`) when `fault` aborts one at a point of that stage.
+fn first_env(fault: super::Fault, stage: &str) -> Vec<(String, String)> {
+    match fault {
+        super::Fault::AbortAt(point) if point.starts_with(&format!("{stage}.")) => {
+            vec![("CHAINFLOW_FAULTS".into(), format!("{point}=abort"))]
+        }
+        _ => Vec::new(),
+    }
 }
 
 impl Cast {
@@ -155,12 +176,25 @@ impl Cast {
             sinks: Vec::new(),
             enrichers: Vec::new(),
             sink_env: sc.sink_env.clone(),
+            enrich_env: sc.enrich_env.clone(),
         };
         for i in 0..sinks {
-            cast.add_sink(run, &format!("sink{i}"));
+            let first = if i == 0 {
+                first_env(sc.fault, "sink")
+            } else {
+                Vec::new()
+            };
+            let sink = run.component(&format!("sink{i}"), &["sink"], &cast.sink_env, &first);
+            cast.sinks.push(sink);
         }
         for i in 0..enrichers {
-            cast.add_enricher(run, &format!("enrich{i}"));
+            let first = if i == 0 {
+                first_env(sc.fault, "enrich")
+            } else {
+                Vec::new()
+            };
+            let enricher = run.component(&format!("enrich{i}"), &["enrich"], &cast.enrich_env, &first);
+            cast.enrichers.push(enricher);
         }
         for (_, port) in cast.sinks.iter().chain(cast.enrichers.iter()) {
             ready(*port, Duration::from_secs(90)).await?;
@@ -170,13 +204,13 @@ impl Cast {
 
     /// Starts one more sink, named `name`.
     pub fn add_sink(&mut self, run: &mut Run<'_>, name: &str) {
-        let sink = run.component(name, &["sink"], &self.sink_env);
+        let sink = run.component(name, &["sink"], &self.sink_env, &[]);
         self.sinks.push(sink);
     }
 
     /// Starts one more enricher, named `name`.
     pub fn add_enricher(&mut self, run: &mut Run<'_>, name: &str) {
-        let enricher = run.component(name, &["enrich"], &[]);
+        let enricher = run.component(name, &["enrich"], &self.enrich_env, &[]);
         self.enrichers.push(enricher);
     }
 
@@ -234,8 +268,8 @@ pub struct Feed {
     /// Chains of all the parts.
     total: u64,
     child: tokio::process::Child,
-    /// What the parts started so far produce: chain, option, tick and quote rows.
-    pub expect: Counts,
+    /// The natural keys of what the parts started so far produce.
+    pub expect: Keys,
     /// The parts started so far: (start, µs since the epoch; chains).
     pub parts: Vec<(i64, u64)>,
 }
@@ -246,7 +280,8 @@ impl Feed {
     pub fn start(run: &Run<'_>, sc: &Scenario, seed: u64, chains: u64, total: u64) -> Result<Self> {
         let start_us = chrono::DateTime::parse_from_rfc3339(START)?.timestamp_micros();
         let all = expected(&run.spec, seed, start_us, total);
-        let messages = all.rows[0] + all.rows[2] + all.rows[3];
+        let counts = all.counts();
+        let messages = counts.rows[0] + counts.rows[2] + counts.rows[3];
         let rate = (messages as f64 / sc.feed_secs.max(1) as f64).max(1.0);
         let patient = matches!(sc.fault, super::Fault::BrokerDown(_));
         let child = spawn(run, seed, rate, patient, chains, START)?;
@@ -272,15 +307,24 @@ impl Feed {
             .context("the part's start")?
             .to_rfc3339();
         self.child = spawn(run, self.seed, self.rate, self.patient, chains, &start)?;
-        for (e, x) in self
-            .expect
-            .rows
-            .iter_mut()
-            .zip(expected(&run.spec, self.seed, start_us, chains).rows)
-        {
-            *e += x;
-        }
+        self.expect.extend(expected(&run.spec, self.seed, start_us, chains));
         self.parts.push((start_us, chains));
+        Ok(())
+    }
+
+    /// Kills the running part (SIGKILL: what it had not had acknowledged is lost with it)
+    /// and starts it again from its start, as a supervisor would: it sends everything again.
+    pub async fn kill_and_restart(&mut self, run: &Run<'_>) -> Result<()> {
+        self.child.start_kill()?;
+        let status = self.child.wait().await?;
+        if status.success() {
+            bail!("fault not observed: the feed had ended before it was killed");
+        }
+        let &(start_us, chains) = self.parts.last().context("a part runs")?;
+        let start = chrono::DateTime::from_timestamp_micros(start_us)
+            .context("the part's start")?
+            .to_rfc3339();
+        self.child = spawn(run, self.seed, self.rate, self.patient, chains, &start)?;
         Ok(())
     }
 
@@ -321,25 +365,22 @@ fn spawn(
     cmd.kill_on_drop(true).spawn().context("starting the feed")
 }
 
-/// What the feed will produce from `start_us`: chain, option, tick and quote rows.
-pub fn expected(spec: &ProductSpec, seed: u64, start_us: i64, chains: u64) -> Counts {
-    let mut c = Counts::default();
+/// The natural keys of the rows the feed will produce from `start_us`.
+pub fn expected(spec: &ProductSpec, seed: u64, start_us: i64, chains: u64) -> Keys {
+    let mut keys = Keys::default();
     for e in simulated(spec, seed, start_us, chains) {
         match e {
-            MarketEvent::Chain(ch) => {
-                c.rows[0] += 1;
-                c.rows[1] += ch.option_count() as u64;
-            }
-            MarketEvent::Tick(_) => c.rows[2] += 1,
-            MarketEvent::Quote(_) => c.rows[3] += 1,
+            MarketEvent::Chain(c) => keys.add_chain(&c),
+            MarketEvent::Tick(t) => keys.add_tick(&t),
+            MarketEvent::Quote(q) => keys.add_quote(&q),
         }
     }
-    c
+    keys
 }
 
 /// The events of the feed from `start_us` up to its `chains`-th chain (ticks and quotes
 /// between chains included).
-pub fn simulated(spec: &ProductSpec, seed: u64, start_us: i64, chains: u64) -> impl Iterator<Item = MarketEvent> {
+fn simulated(spec: &ProductSpec, seed: u64, start_us: i64, chains: u64) -> impl Iterator<Item = MarketEvent> {
     let options = SimOptions {
         seed,
         start_us,
