@@ -65,6 +65,7 @@ impl<S: Stream> Worker<S> {
     pub(super) fn announce_metrics(&self) {
         let stream = S::NAME;
         metrics::counter!("chainflow_sink_retries_total", "stream" => stream).increment(0);
+        metrics::counter!("chainflow_sink_memory_splits_total", "stream" => stream).increment(0);
         metrics::counter!("chainflow_sink_stalls_total", "stream" => stream).increment(0);
         metrics::counter!("chainflow_sink_kafka_errors_total", "stream" => stream, "operation" => "read").increment(0);
         metrics::counter!("chainflow_sink_commit_errors_total").increment(0);
