@@ -137,6 +137,7 @@ kafka_config() {
     -e "s#@DATA@#$dir/data#g" -e "s#@REPLICATION@#$REPLICATION#g" -e "s#@MIN_ISR@#$MIN_ISR#g" \
     -e "s#@BROKER_SESSION_TIMEOUT_MS@#$BROKER_SESSION_TIMEOUT_MS#g" \
     "$ROOT/ops/kafka/server.properties" >"$dir/server.properties"
+  if ((BROKERS > 1)); then cat "$ROOT/ops/kafka/cluster.properties" >>"$dir/server.properties"; fi
 }
 
 # Sets KAFKA_CMD to the command that runs Kafka's class $1 (then "$@") with the cached jars,
