@@ -201,17 +201,21 @@ mod tests {
         )
     }
 
+    /// Pushes `value` at `offset` of `b`'s topic and partition, as a record of `rows` rows
+    /// (none: dead-lettered on the way in) of its length in bytes each.
+    fn push(b: &mut Batch<()>, offset: i64, value: &str, rows: usize) {
+        let message = message(&b.topic, b.partition, offset, value);
+        let entry = Entry {
+            message,
+            rows: (rows > 0).then_some(()),
+        };
+        b.push(entry, rows, rows * value.len());
+    }
+
     fn batch(topic: &str, values: &[(i64, &str)]) -> Batch<()> {
         let mut b = Batch::new(topic, 3, None);
         for (offset, v) in values {
-            b.push(
-                Entry {
-                    message: message(topic, 3, *offset, v),
-                    rows: Some(()),
-                },
-                1,
-                v.len(),
-            );
+            push(&mut b, *offset, v, 1);
         }
         b
     }
@@ -267,14 +271,7 @@ mod tests {
         let mut b: Batch<()> = Batch::new("t", 0, Some(12));
         for offset in 10..=12 {
             assert!(!b.is_due(&limits, Instant::now()), "not before offset 12");
-            b.push(
-                Entry {
-                    message: message("t", 0, offset, "x"),
-                    rows: None,
-                },
-                0,
-                0,
-            );
+            push(&mut b, offset, "x", 0);
         }
         assert!(b.is_due(&limits, Instant::now()) && b.is_whole_reform());
         assert_eq!(b.due_at(&limits), None);
@@ -290,14 +287,7 @@ mod tests {
         let mut b: Batch<()> = Batch::new("t", 0, Some(12));
         for offset in 10..=11 {
             assert!(!b.is_due(&limits, Instant::now()), "not by age, not below the rows");
-            b.push(
-                Entry {
-                    message: message("t", 0, offset, "x"),
-                    rows: Some(()),
-                },
-                1,
-                1,
-            );
+            push(&mut b, offset, "x", 1);
         }
         assert!(b.is_due(&limits, Instant::now()), "two rows: today's limit");
         assert!(b.is_reformed() && !b.is_whole_reform(), "a piece of the recorded batch");

@@ -7,7 +7,7 @@ use super::retry::OnStop;
 use super::write::Written;
 use super::{Io, Worker};
 use crate::batch::Batch;
-use crate::ledger::LedgerRow;
+use crate::ledger::{LedgerRow, Recorded};
 use crate::rebalance::Tp;
 use crate::stream::Stream;
 use anyhow::{Context, Result};
@@ -123,6 +123,28 @@ pub(super) async fn first_attempt<S: Stream>(
     }
 }
 
+/// Whether `batch` re-forms exactly `recorded`, the ledger's row it started at (the same
+/// records up to the recorded end): then the row is there already. Logs how it re-forms it.
+fn reforms_exactly<S: Stream>(batch: &Batch<S::Rows>, recorded: Option<&Recorded>) -> bool {
+    let (topic, partition) = (&batch.topic, batch.partition);
+    match recorded {
+        Some(r) if batch.is_whole_reform() && r.token == batch.token() => {
+            tracing::info!(stream = S::NAME, topic = %topic, partition, token = %batch.token(), next = batch.next_offset(), "re-formed batch written again");
+            return true;
+        }
+        Some(r) if batch.is_whole_reform() => {
+            tracing::warn!(stream = S::NAME, topic = %topic, partition, recorded = %r.token, now = %batch.token(),
+                "the records of a re-formed batch differ from those recorded: written under the new token");
+        }
+        Some(r) => {
+            tracing::info!(stream = S::NAME, topic = %topic, partition, recorded = %r.token, piece = %batch.token(), rows = batch.rows(), bytes = batch.bytes(),
+                "a batch recorded under larger limits than today's is written in pieces within them, each recorded first");
+        }
+        None => {}
+    }
+    false
+}
+
 impl<S: Stream> Worker<S> {
     /// Lands the flush in flight, then starts one of every batch but re-formed ones that have
     /// not reached their end: when one of them is due, or always with `due_only` false (the
@@ -168,25 +190,13 @@ impl<S: Stream> Worker<S> {
         let mut rows = Vec::new();
         for batch in &batches {
             let tp: Tp = (batch.topic.clone(), batch.partition);
-            let reformed = batch
+            let recorded = batch
                 .is_reformed()
-                .then(|| self.recorded.get_mut(&tp).and_then(VecDeque::pop_front));
-            match reformed.flatten() {
-                Some(r) if batch.is_whole_reform() && r.token == batch.token() => {
-                    tracing::info!(stream = S::NAME, topic = %tp.0, partition = tp.1, token = %batch.token(), next = batch.next_offset(), "re-formed batch written again");
-                }
-                reformed => {
-                    if let Some(r) = reformed {
-                        if batch.is_whole_reform() {
-                            tracing::warn!(stream = S::NAME, topic = %tp.0, partition = tp.1, recorded = %r.token, now = %batch.token(),
-                                "the records of a re-formed batch differ from those recorded: written under the new token");
-                        } else {
-                            tracing::info!(stream = S::NAME, topic = %tp.0, partition = tp.1, recorded = %r.token, piece = %batch.token(), rows = batch.rows(), bytes = batch.bytes(),
-                                "a batch recorded under larger limits than today's is written in pieces within them, each recorded first");
-                        }
-                    }
-                    rows.push(self.ledger_row(batch, recorded_at_us));
-                }
+                .then(|| self.recorded.get_mut(&tp).and_then(VecDeque::pop_front))
+                .flatten();
+            let exact = reforms_exactly::<S>(batch, recorded.as_ref());
+            if !exact {
+                rows.push(self.ledger_row(batch, recorded_at_us));
             }
             self.flying.insert(tp);
         }

@@ -38,6 +38,14 @@ pub(super) fn split_for_memory(failure: &Failure, memory_failures: u32, records:
     failure.code == Some(MEMORY_LIMIT) && memory_failures >= 2 && records > 1
 }
 
+/// Puts the two halves of the piece `from..to` on `pieces`, the first half to be written
+/// first.
+fn halve(pieces: &mut Vec<(usize, usize)>, from: usize, to: usize) {
+    let mid = from + (to - from) / 2;
+    pieces.push((mid, to));
+    pieces.push((from, mid));
+}
+
 /// What became of a batch.
 pub(super) enum Written {
     /// Stored (or refused records dead-lettered): its offsets can be committed.
@@ -88,15 +96,11 @@ impl<S: Stream> Worker<S> {
                 Some(Inserted::TooBig(failure)) => {
                     tracing::warn!(stream = S::NAME, topic = %tp.0, partition = tp.1, records = to - from, error = %failure, "ClickHouse's memory limit, again: the batch is halved");
                     metrics::counter!("chainflow_sink_memory_splits_total", "stream" => S::NAME).increment(1);
-                    let mid = from + (to - from) / 2;
-                    pieces.push((mid, to));
-                    pieces.push((from, mid));
+                    halve(&mut pieces, from, to);
                 }
                 Some(Inserted::Refused(refused)) if to - from > 1 => {
                     tracing::warn!(stream = S::NAME, topic = %tp.0, partition = tp.1, records = to - from, error = %refused, "ClickHouse refused a batch: splitting it to isolate the refused records");
-                    let mid = from + (to - from) / 2;
-                    pieces.push((mid, to));
-                    pieces.push((from, mid));
+                    halve(&mut pieces, from, to);
                 }
                 Some(Inserted::Refused(refused)) => {
                     let msg = &entries[from].message;
@@ -138,9 +142,8 @@ impl<S: Stream> Worker<S> {
                         Ok(()) => Ok(Inserted::Stored),
                         Err(f) if f.class == Class::Permanent => Ok(Inserted::Refused(f)),
                         Err(f) => {
-                            let seen =
-                                memory_failures.load(Ordering::Relaxed) + u32::from(f.code == Some(MEMORY_LIMIT));
-                            memory_failures.store(seen, Ordering::Relaxed);
+                            let memory = u32::from(f.code == Some(MEMORY_LIMIT));
+                            let seen = memory_failures.fetch_add(memory, Ordering::Relaxed) + memory;
                             if split_for_memory(&f, seen, records) {
                                 Ok(Inserted::TooBig(f))
                             } else {
