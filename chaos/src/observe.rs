@@ -53,6 +53,14 @@ pub async fn counts(db: &Client, product: &str, final_: bool) -> Result<Counts> 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Keys(pub [BTreeSet<String>; 4]);
 
+fn snapshot_key(expiry: i32, event_time_us: i64) -> String {
+    format!("{expiry}|{event_time_us}")
+}
+
+fn tick_key(event_time_us: i64, seq: i64) -> String {
+    format!("{event_time_us}|{seq}")
+}
+
 fn option_key(expiry: i32, event_time_us: i64, strike_cents: i64, option_type: i8) -> String {
     format!("{expiry}|{event_time_us}|{strike_cents}|{option_type}")
 }
@@ -68,7 +76,7 @@ fn cents(strike: f64) -> i64 {
 impl Keys {
     /// Adds the rows `chain` becomes: its snapshot and its options.
     pub fn add_chain(&mut self, chain: &OptionChain) {
-        self.0[0].insert(format!("{}|{}", chain.expiry, chain.event_time));
+        self.0[0].insert(snapshot_key(chain.expiry, chain.event_time));
         for s in &chain.strikes {
             for t in [OptionType::Call, OptionType::Put] {
                 self.0[1].insert(option_key(
@@ -83,7 +91,7 @@ impl Keys {
 
     /// Adds the row `tick` becomes.
     pub fn add_tick(&mut self, tick: &UnderlyingTick) {
-        self.0[2].insert(format!("{}|{}", tick.event_time, tick.seq));
+        self.0[2].insert(tick_key(tick.event_time, tick.seq));
     }
 
     /// Adds the row `quote` becomes.
@@ -173,40 +181,56 @@ struct QuoteKey {
 pub async fn stored_keys(db: &Client, product: &str) -> Result<Keys> {
     const EXPIRY: &str = "toInt32(toUInt16(expiry)) AS expiry";
     const STRIKE: &str = "toInt64(round(strike * 100)) AS strike, CAST(option_type AS Int8) AS option_type";
-    let select = |columns: String, table: &str| {
-        db.query(&format!("SELECT {columns} FROM {table} FINAL WHERE product = ?"))
-            .bind(product)
-    };
-    let mut keys = Keys::default();
-    for k in select(format!("{EXPIRY}, event_time_us"), TABLES[0])
-        .fetch_all::<SnapshotKey>()
+    Ok(Keys([
+        read_keys(
+            db,
+            product,
+            TABLES[0],
+            &format!("{EXPIRY}, event_time_us"),
+            |k: SnapshotKey| snapshot_key(k.expiry, k.event_time_us),
+        )
+        .await?,
+        read_keys(
+            db,
+            product,
+            TABLES[1],
+            &format!("{EXPIRY}, event_time_us, {STRIKE}"),
+            |k: OptionKey| option_key(k.expiry, k.event_time_us, k.strike, k.option_type),
+        )
+        .await?,
+        read_keys(db, product, TABLES[2], "event_time_us, seq", |k: TickKey| {
+            tick_key(k.event_time_us, k.seq)
+        })
+        .await?,
+        read_keys(
+            db,
+            product,
+            TABLES[3],
+            &format!("{EXPIRY}, {STRIKE}, event_time_us, seq"),
+            |k: QuoteKey| quote_key(k.expiry, k.strike, k.option_type, k.event_time_us, k.seq),
+        )
+        .await?,
+    ]))
+}
+
+/// The keys of `product`'s rows of `table` (with `FINAL`): its `columns` read as `R`, each
+/// made a key by `key`.
+async fn read_keys<R: clickhouse::RowOwned + clickhouse::RowRead>(
+    db: &Client,
+    product: &str,
+    table: &str,
+    columns: &str,
+    key: impl Fn(R) -> String,
+) -> Result<BTreeSet<String>> {
+    Ok(db
+        .query(&format!("SELECT {columns} FROM {table} FINAL WHERE product = ?"))
+        .bind(product)
+        .fetch_all::<R>()
         .await
-        .context("reading chain_snapshots' keys")?
-    {
-        keys.0[0].insert(format!("{}|{}", k.expiry, k.event_time_us));
-    }
-    for k in select(format!("{EXPIRY}, event_time_us, {STRIKE}"), TABLES[1])
-        .fetch_all::<OptionKey>()
-        .await
-        .context("reading chain_options' keys")?
-    {
-        keys.0[1].insert(option_key(k.expiry, k.event_time_us, k.strike, k.option_type));
-    }
-    for k in select("event_time_us, seq".into(), TABLES[2])
-        .fetch_all::<TickKey>()
-        .await
-        .context("reading underlying_ticks' keys")?
-    {
-        keys.0[2].insert(format!("{}|{}", k.event_time_us, k.seq));
-    }
-    for k in select(format!("{EXPIRY}, {STRIKE}, event_time_us, seq"), TABLES[3])
-        .fetch_all::<QuoteKey>()
-        .await
-        .context("reading option_quotes' keys")?
-    {
-        keys.0[3].insert(quote_key(k.expiry, k.strike, k.option_type, k.event_time_us, k.seq));
-    }
-    Ok(keys)
+        .with_context(|| format!("reading {table}'s keys"))?
+        .into_iter()
+        .map(key)
+        .collect())
 }
 
 /// Dead letters of records keyed `key`, with `FINAL`.

@@ -137,11 +137,11 @@ async fn supervise(
 ) {
     let mut first = true;
     while !stop.is_cancelled() {
-        if !first {
+        let first_start = std::mem::replace(&mut first, false);
+        if !first_start {
             restarts.fetch_add(1, Ordering::Relaxed);
         }
-        first = false;
-        let child = match spawn(&launch, restarts.load(Ordering::Relaxed) == 0) {
+        let child = match spawn(&launch, first_start) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("[chaos] cannot start {:?}: {e:#}", launch.args);

@@ -62,11 +62,19 @@ pub async fn inject(
 /// One partition of the cluster's metadata: topic, partition, leader, in-sync replicas.
 type Placement = (String, i32, i32, usize);
 
+/// A consumer that only asks the cluster about its topics (no group is joined).
+type Asker = std::sync::Arc<rdkafka::consumer::BaseConsumer>;
+
+/// An [`Asker`] for `stack`.
+fn asker(stack: &PrivateStack) -> Result<Asker> {
+    Ok(std::sync::Arc::new(
+        chainflow_kafka::consumer_config(&stack.config.kafka, "chaos-metadata").create()?,
+    ))
+}
+
 /// Where the scenario topics' partitions are: their leaders and in-sync replicas.
-async fn placements(stack: &PrivateStack) -> Result<Vec<Placement>> {
-    let consumer: std::sync::Arc<rdkafka::consumer::BaseConsumer> =
-        std::sync::Arc::new(chainflow_kafka::consumer_config(&stack.config.kafka, "chaos-metadata").create()?);
-    let metadata = chainflow_kafka::blocking::fetch_metadata(&consumer, None, Duration::from_secs(10)).await?;
+async fn placements(asker: &Asker) -> Result<Vec<Placement>> {
+    let metadata = chainflow_kafka::blocking::fetch_metadata(asker, None, Duration::from_secs(10)).await?;
     Ok(metadata
         .topics()
         .iter()
@@ -81,16 +89,14 @@ async fn placements(stack: &PrivateStack) -> Result<Vec<Placement>> {
 
 /// The busiest partition (the highest end of the feed's and enrich's topics) and its
 /// leader.
-async fn busiest(stack: &PrivateStack) -> Result<(String, i32, i32)> {
-    let consumer: std::sync::Arc<rdkafka::consumer::BaseConsumer> =
-        std::sync::Arc::new(chainflow_kafka::consumer_config(&stack.config.kafka, "chaos-metadata").create()?);
+async fn busiest(asker: &Asker) -> Result<(String, i32, i32)> {
     let mut best: Option<(i64, String, i32, i32)> = None;
-    for (topic, partition, leader, _) in placements(stack).await? {
+    for (topic, partition, leader, _) in placements(asker).await? {
         if topic.starts_with("dlq.") {
             continue;
         }
         let (_, high) =
-            chainflow_kafka::blocking::fetch_watermarks(&consumer, &topic, partition, Duration::from_secs(10)).await?;
+            chainflow_kafka::blocking::fetch_watermarks(asker, &topic, partition, Duration::from_secs(10)).await?;
         if best.as_ref().is_none_or(|b| high > b.0) {
             best = Some((high, topic, partition, leader));
         }
@@ -100,14 +106,14 @@ async fn busiest(stack: &PrivateStack) -> Result<(String, i32, i32)> {
 
 /// Waits up to `limit` for `check` of the placements to hold; `what` names it otherwise.
 async fn observe_placements(
-    stack: &PrivateStack,
+    asker: &Asker,
     limit: Duration,
     what: &str,
     check: impl Fn(&[Placement]) -> bool,
 ) -> Result<()> {
     let deadline = Instant::now() + limit;
     loop {
-        if placements(stack).await.is_ok_and(|p| check(&p)) {
+        if placements(asker).await.is_ok_and(|p| check(&p)) {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -118,9 +124,9 @@ async fn observe_placements(
 }
 
 /// Every partition led and fully replicated again (after a fault), within 2 minutes.
-async fn replicated(stack: &PrivateStack) -> Result<()> {
+async fn replicated(asker: &Asker) -> Result<()> {
     let full = crate::stack::BROKERS as usize;
-    observe_placements(stack, Duration::from_mins(2), "every partition back in sync", |p| {
+    observe_placements(asker, Duration::from_mins(2), "every partition back in sync", |p| {
         p.iter().all(|(_, _, leader, isr)| *leader > 0 && *isr == full)
     })
     .await
@@ -136,6 +142,7 @@ const FAILOVER: Duration = Duration::from_secs(30);
 /// fully replicated again.
 async fn node_down(
     stack: &PrivateStack,
+    asker: &Asker,
     nodes: &[i32],
     secs: u64,
     what: &str,
@@ -144,18 +151,19 @@ async fn node_down(
     for node in nodes {
         stack::kill_and_wait(stack.pid(&stack::broker_name(*node))?).await?;
     }
-    let seen = observe_placements(stack, FAILOVER, what, observed).await;
+    let seen = observe_placements(asker, FAILOVER, what, observed).await;
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stack.start_missing()?;
     seen?;
-    replicated(stack).await
+    replicated(asker).await
 }
 
 /// The node leading the busiest partition killed; the partition must get another leader.
 async fn leader_killed(stack: &PrivateStack, secs: u64) -> Result<()> {
-    let (topic, partition, leader) = busiest(stack).await?;
+    let asker = asker(stack)?;
+    let (topic, partition, leader) = busiest(&asker).await?;
     let what = format!("{topic}[{partition}] led by another node than {leader}");
-    node_down(stack, &[leader], secs, &what, |p| {
+    node_down(stack, &asker, &[leader], secs, &what, |p| {
         p.iter()
             .any(|(t, q, l, _)| *t == topic && *q == partition && *l > 0 && *l != leader)
     })
@@ -166,6 +174,7 @@ async fn leader_killed(stack: &PrivateStack, secs: u64) -> Result<()> {
 async fn two_brokers_down(stack: &PrivateStack, secs: u64) -> Result<()> {
     node_down(
         stack,
+        &asker(stack)?,
         &[2, 3],
         secs,
         "partitions with fewer in-sync replicas than 2",
@@ -176,11 +185,12 @@ async fn two_brokers_down(stack: &PrivateStack, secs: u64) -> Result<()> {
 
 /// The busiest partition's leader frozen for `secs`: its partitions' ISR must shrink.
 async fn broker_frozen(stack: &PrivateStack, secs: u64) -> Result<()> {
-    let (_, _, leader) = busiest(stack).await?;
+    let asker = asker(stack)?;
+    let (_, _, leader) = busiest(&asker).await?;
     let pid = stack.pid(&stack::broker_name(leader))?;
     stack::signal("STOP", pid)?;
     let shrank = observe_placements(
-        stack,
+        &asker,
         Duration::from_secs(secs),
         &format!("the ISR shrinking with node {leader} frozen"),
         |p| p.iter().any(|(_, _, _, isr)| *isr < crate::stack::BROKERS as usize),
@@ -189,12 +199,13 @@ async fn broker_frozen(stack: &PrivateStack, secs: u64) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(secs).saturating_sub(Duration::from_secs(1))).await;
     stack::signal("CONT", pid)?;
     shrank?;
-    replicated(stack).await
+    replicated(&asker).await
 }
 
 /// Each node stopped (SIGTERM, a controlled shutdown) and started again, the next one
 /// once every partition is fully replicated.
 async fn rolling_restart(stack: &PrivateStack) -> Result<()> {
+    let asker = asker(stack)?;
     for node in 1..=crate::stack::BROKERS {
         let name = stack::broker_name(node);
         let pid = stack.pid(&name)?;
@@ -206,13 +217,14 @@ async fn rolling_restart(stack: &PrivateStack) -> Result<()> {
         if stack.pid(&name)? == pid {
             bail!("fault not observed: {name} was not restarted");
         }
-        replicated(stack).await?;
+        replicated(&asker).await?;
     }
     Ok(())
 }
 
 /// The KRaft quorum's leader killed; another node must lead it.
 async fn quorum_leader_killed(stack: &PrivateStack, secs: u64) -> Result<()> {
+    let asker = asker(stack)?;
     let leader = stack.quorum_leader()?;
     stack::kill_and_wait(stack.pid(&stack::broker_name(leader))?).await?;
     let deadline = Instant::now() + FAILOVER;
@@ -229,7 +241,7 @@ async fn quorum_leader_killed(stack: &PrivateStack, secs: u64) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stack.start_missing()?;
     moved?;
-    replicated(stack).await
+    replicated(&asker).await
 }
 
 /// The poison mix sent while the first sink's or enricher's first process is armed to abort
@@ -297,10 +309,10 @@ async fn storm(run: &mut Run<'_>, cast: &mut Cast, secs: u64) -> Result<u64> {
         let name = format!("replacement{replaced}");
         if replaced.is_multiple_of(2) {
             cast.sinks.remove(0).0.terminate(Duration::from_secs(35)).await?;
-            cast.add_sink(run, &name);
+            cast.add_sink(run, &name, &[]);
         } else {
             cast.enrichers.remove(0).0.terminate(Duration::from_secs(35)).await?;
-            cast.add_enricher(run, &name);
+            cast.add_enricher(run, &name, &[]);
         }
         replaced += 1;
     }
@@ -336,7 +348,7 @@ async fn registry_down(run: &mut Run<'_>, cast: &mut Cast, secs: u64) -> Result<
         s.0.terminate(Duration::from_secs(35)).await?;
     }
     stack::kill_and_wait(run.stack.pid("registry")?).await?;
-    cast.add_sink(run, "cold-sink");
+    cast.add_sink(run, "cold-sink", &[]);
     tokio::time::sleep(Duration::from_secs(secs)).await;
     run.stack.start_missing()
 }

@@ -158,11 +158,11 @@ pub struct Cast {
     pub enrich_env: Vec<(&'static str, &'static str)>,
 }
 
-/// `CHAINFLOW_FAULTS` for the first start of the first component of `stage` (`sink`,
-/// `enrich`) when `fault` aborts one at a point of that stage.
-fn first_env(fault: super::Fault, stage: &str) -> Vec<(String, String)> {
+/// `CHAINFLOW_FAULTS` for the first start of component number `index` of `stage` (`sink`,
+/// `enrich`): armed for the first one when `fault` aborts one at a point of that stage.
+fn first_env(fault: super::Fault, stage: &str, index: usize) -> Vec<(String, String)> {
     match fault {
-        super::Fault::AbortAt(point) if point.starts_with(&format!("{stage}.")) => {
+        super::Fault::AbortAt(point) if index == 0 && point.starts_with(&format!("{stage}.")) => {
             vec![("CHAINFLOW_FAULTS".into(), format!("{point}=abort"))]
         }
         _ => Vec::new(),
@@ -179,22 +179,10 @@ impl Cast {
             enrich_env: sc.enrich_env.clone(),
         };
         for i in 0..sinks {
-            let first = if i == 0 {
-                first_env(sc.fault, "sink")
-            } else {
-                Vec::new()
-            };
-            let sink = run.component(&format!("sink{i}"), &["sink"], &cast.sink_env, &first);
-            cast.sinks.push(sink);
+            cast.add_sink(run, &format!("sink{i}"), &first_env(sc.fault, "sink", i));
         }
         for i in 0..enrichers {
-            let first = if i == 0 {
-                first_env(sc.fault, "enrich")
-            } else {
-                Vec::new()
-            };
-            let enricher = run.component(&format!("enrich{i}"), &["enrich"], &cast.enrich_env, &first);
-            cast.enrichers.push(enricher);
+            cast.add_enricher(run, &format!("enrich{i}"), &first_env(sc.fault, "enrich", i));
         }
         for (_, port) in cast.sinks.iter().chain(cast.enrichers.iter()) {
             ready(*port, Duration::from_secs(90)).await?;
@@ -202,15 +190,15 @@ impl Cast {
         Ok(cast)
     }
 
-    /// Starts one more sink, named `name`.
-    pub fn add_sink(&mut self, run: &mut Run<'_>, name: &str) {
-        let sink = run.component(name, &["sink"], &self.sink_env, &[]);
+    /// Starts one more sink, named `name`, with `first` environment for its first start.
+    pub fn add_sink(&mut self, run: &mut Run<'_>, name: &str, first: &[(String, String)]) {
+        let sink = run.component(name, &["sink"], &self.sink_env, first);
         self.sinks.push(sink);
     }
 
-    /// Starts one more enricher, named `name`.
-    pub fn add_enricher(&mut self, run: &mut Run<'_>, name: &str) {
-        let enricher = run.component(name, &["enrich"], &self.enrich_env, &[]);
+    /// Starts one more enricher, named `name`, with `first` environment for its first start.
+    pub fn add_enricher(&mut self, run: &mut Run<'_>, name: &str, first: &[(String, String)]) {
+        let enricher = run.component(name, &["enrich"], &self.enrich_env, first);
         self.enrichers.push(enricher);
     }
 
@@ -301,12 +289,18 @@ impl Feed {
         })
     }
 
-    /// Starts another part, of `chains` chains from `start_us`, once the last one ended.
-    pub fn then(&mut self, run: &Run<'_>, chains: u64, start_us: i64) -> Result<()> {
+    /// Starts a feed of `chains` chains from `start_us` as the running part.
+    fn spawn_part(&mut self, run: &Run<'_>, chains: u64, start_us: i64) -> Result<()> {
         let start = chrono::DateTime::from_timestamp_micros(start_us)
             .context("the part's start")?
             .to_rfc3339();
         self.child = spawn(run, self.seed, self.rate, self.patient, chains, &start)?;
+        Ok(())
+    }
+
+    /// Starts another part, of `chains` chains from `start_us`, once the last one ended.
+    pub fn then(&mut self, run: &Run<'_>, chains: u64, start_us: i64) -> Result<()> {
+        self.spawn_part(run, chains, start_us)?;
         self.expect.extend(expected(&run.spec, self.seed, start_us, chains));
         self.parts.push((start_us, chains));
         Ok(())
@@ -321,11 +315,7 @@ impl Feed {
             bail!("fault not observed: the feed had ended before it was killed");
         }
         let &(start_us, chains) = self.parts.last().context("a part runs")?;
-        let start = chrono::DateTime::from_timestamp_micros(start_us)
-            .context("the part's start")?
-            .to_rfc3339();
-        self.child = spawn(run, self.seed, self.rate, self.patient, chains, &start)?;
-        Ok(())
+        self.spawn_part(run, chains, start_us)
     }
 
     /// The chains of the parts not started yet.
