@@ -16,7 +16,7 @@ mod common;
 use chainflow_contract::topics::{dlq, UNDERLYING};
 use common::{
     chainflow, consumer, ends, free_port, group_at_end, kill, stack, stack_pid, stack_up, status, tick, wait_http,
-    Database, Names, Proc, Producer,
+    Chainflow, Database, Names, Proc, Producer,
 };
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -31,9 +31,9 @@ async fn groups_at_end(names: &Names, dead_letters: bool) {
     }
 }
 
-/// A sink of the ticks stream (and, with `dead_letters`, of the dead letters) in the test's
-/// own groups and database, with `settings`, once it is ready.
-async fn sink(names: &Names, db: &Database, port: u16, dead_letters: bool, settings: &[&str]) -> Proc {
+/// The command of a sink of the ticks stream (and, with `dead_letters`, of the dead
+/// letters) in the test's own groups and database, with `settings`, serving on `port`.
+fn sink_command(names: &Names, db: &Database, port: u16, dead_letters: bool, settings: &[&str]) -> Chainflow {
     let mut args = vec!["sink", "--stream", "ticks"];
     if dead_letters {
         args.extend(["--stream", "dead_letters"]);
@@ -41,12 +41,16 @@ async fn sink(names: &Names, db: &Database, port: u16, dead_letters: bool, setti
     for s in settings {
         args.extend(["--set", s]);
     }
-    let p = chainflow(&args)
+    chainflow(&args)
         .env("CHAINFLOW_SINK__GROUP_ID", names.group("sink"))
         .env("CHAINFLOW_CLICKHOUSE__DATABASE", &db.name)
         .env("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info") // the tests read what the sink reports
-        .spawn();
+}
+
+/// A sink (`sink_command`), once it is ready.
+async fn sink(names: &Names, db: &Database, port: u16, dead_letters: bool, settings: &[&str]) -> Proc {
+    let p = sink_command(names, db, port, dead_letters, settings).spawn();
     wait_http(&format!("http://127.0.0.1:{port}/readyz"), 60).await;
     p
 }
@@ -512,19 +516,8 @@ struct Piece {
 /// A sink of the ticks stream that stops itself at the fault point `fault`, with `settings`;
 /// waits for its end (it aborts there).
 fn aborting_sink(names: &Names, db: &Database, fault: &str, settings: &[&str]) -> common::Ended {
-    let mut args = vec!["sink", "--stream", "ticks"];
-    for s in settings {
-        args.extend(["--set", s]);
-    }
-    let ended = chainflow(&args)
-        .env("CHAINFLOW_SINK__GROUP_ID", names.group("sink"))
-        .env("CHAINFLOW_CLICKHOUSE__DATABASE", &db.name)
-        .env(
-            "CHAINFLOW_OBSERVABILITY__METRICS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
+    let ended = sink_command(names, db, free_port(), false, settings)
         .env("CHAINFLOW_FAULTS", format!("{fault}=abort"))
-        .env("RUST_LOG", "info")
         .spawn()
         .wait(Duration::from_secs(60));
     assert!(

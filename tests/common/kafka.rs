@@ -87,17 +87,11 @@ impl Producer {
     pub async fn send_dated<R: chainflow_contract::Record>(&self, record: &R, timestamp_ms: i64) {
         let bytes = self.encode(record).await;
         let key = record.key();
-        self.producer
-            .send(
-                rdkafka::producer::FutureRecord::to(R::TOPIC)
-                    .key(&key)
-                    .payload(&bytes)
-                    .timestamp(timestamp_ms),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .expect("the broker takes the record");
+        let record = rdkafka::producer::FutureRecord::to(R::TOPIC)
+            .key(key.as_str())
+            .payload(bytes.as_slice())
+            .timestamp(timestamp_ms);
+        self.deliver(record).await;
     }
 
     /// `record` in the wire format, its schema registered.
@@ -107,11 +101,14 @@ impl Producer {
 
     /// Sends `payload` under `key` to `topic` as it is; returns its partition and offset.
     pub async fn send_raw(&self, topic: &str, key: &str, payload: &[u8]) -> (i32, i64) {
+        self.deliver(rdkafka::producer::FutureRecord::to(topic).key(key).payload(payload))
+            .await
+    }
+
+    /// Sends `record` and waits for the broker's acknowledgement; its partition and offset.
+    async fn deliver(&self, record: rdkafka::producer::FutureRecord<'_, str, [u8]>) -> (i32, i64) {
         self.producer
-            .send(
-                rdkafka::producer::FutureRecord::to(topic).key(key).payload(payload),
-                Duration::from_secs(30),
-            )
+            .send(record, Duration::from_secs(30))
             .await
             .map(|d| (d.partition, d.offset))
             .map_err(|(e, _)| e)
