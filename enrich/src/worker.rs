@@ -16,7 +16,7 @@ use chainflow_kafka::consumer::rewind;
 use chainflow_kafka::paused::{self, Waited};
 use chainflow_kafka::trace;
 use chainflow_kafka::{blocking, DeadLetter, Holds};
-use chainflow_runtime::{fault, sleep_until, Backoff, RetryPolicy, StageContext, StageStats};
+use chainflow_runtime::{fault, sleep_until, Backoff, RetryPolicy, StageContext, StageStats, Streak};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage, ToBytes};
@@ -121,6 +121,7 @@ impl Worker {
     /// Runs until `ctx` says stop; a batch in progress is finished first.
     pub async fn run(mut self, ctx: &StageContext) -> Result<()> {
         let mut failing: Option<(Instant, Backoff)> = None;
+        let mut reads_failing = Streak::default();
         loop {
             if self.rewind_due {
                 if let Err(e) = self.rewind().await {
@@ -140,10 +141,12 @@ impl Worker {
                 m = self.consumer.recv() => m,
             };
             let first = match first {
-                Ok(m) => m.detach(),
+                Ok(m) => {
+                    reads_failing.ended();
+                    m.detach()
+                }
                 Err(e) => {
-                    self.failed(&mut failing, "reading market.option_chain", &anyhow!(e))
-                        .await?;
+                    self.read_failed(&mut reads_failing, e).await?;
                     continue;
                 }
             };
@@ -228,6 +231,22 @@ impl Worker {
         };
         tracing::warn!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "{what} failed; retrying");
         tokio::time::sleep(delay).await;
+        Ok(())
+    }
+
+    /// Notes a failed read and waits the retry policy's first delay (librdkafka retries on
+    /// its own: a longer wait only delays the first record after the fault); an error once
+    /// reads have failed for the retry budget.
+    async fn read_failed(&self, streak: &mut Streak, e: KafkaError) -> Result<()> {
+        metrics::counter!("chainflow_enrich_retries_total").increment(1);
+        tracing::warn!(error = %e, "reading market.option_chain failed; retrying");
+        let Some(pause) = streak.failed(&self.retry) else {
+            return Err(anyhow::Error::new(e).context(format!(
+                "reading market.option_chain kept failing for {} ms (enrich.retry.budget_ms)",
+                self.retry.budget.as_millis()
+            )));
+        };
+        tokio::time::sleep(pause).await;
         Ok(())
     }
 

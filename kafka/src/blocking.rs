@@ -10,7 +10,7 @@
 use rdkafka::admin::AdminClient;
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, StreamConsumer};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::metadata::Metadata;
 use rdkafka::producer::future_producer::FutureProducerContext;
 use rdkafka::producer::{FutureProducer, Producer};
@@ -76,6 +76,14 @@ pub async fn fetch_metadata<H: Handle>(
 }
 
 /// The low and high watermarks of one partition.
+///
+/// librdkafka asks the partition's leader as its metadata cache names it, and when that
+/// node is one it has since dropped (it was missing from a Metadata answer while it was
+/// down) it answers "Unknown partition" without asking the cluster again, for as long as
+/// the cache keeps the entry (minutes for a client that follows no topic: the fault suite's
+/// and the tools' readers after a broker was killed). So that answer is met by one metadata
+/// request for the topic, which renews the cache and the broker list, and the question is
+/// asked again.
 pub async fn fetch_watermarks<H: Handle>(
     handle: &Arc<H>,
     topic: &str,
@@ -83,7 +91,17 @@ pub async fn fetch_watermarks<H: Handle>(
     timeout: Duration,
 ) -> KafkaResult<(i64, i64)> {
     let (handle, topic) = (handle.clone(), topic.to_string());
-    off_the_workers(move || handle.client().fetch_watermarks(&topic, partition, timeout)).await
+    off_the_workers(move || {
+        let client = handle.client();
+        match client.fetch_watermarks(&topic, partition, timeout) {
+            Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownPartition)) => {
+                client.fetch_metadata(Some(&topic), timeout)?;
+                client.fetch_watermarks(&topic, partition, timeout)
+            }
+            answer => answer,
+        }
+    })
+    .await
 }
 
 /// Commits `offsets` for the consumer's group and waits for the broker's answer.

@@ -72,6 +72,32 @@ impl Backoff {
     }
 }
 
+/// A run of failures of something that heals by itself: a consumer's reads, which
+/// librdkafka keeps trying on its own (it reconnects, and finds a partition's new leader
+/// after a failover). Each failure is followed by the policy's first delay, never a longer
+/// one, so that the first record after the fault is read at once (a backoff grown to its
+/// longest delay by a burst of connection errors left an enricher asleep 30 s per queued
+/// error after a broker came back); the run is given up only once nothing but failures
+/// came for the policy's budget.
+#[derive(Debug, Default)]
+pub struct Streak {
+    since: Option<Instant>,
+}
+
+impl Streak {
+    /// Something succeeded: the run is over.
+    pub fn ended(&mut self) {
+        self.since = None;
+    }
+
+    /// Notes one more failure: how long to wait before trying again, or `None` once the
+    /// failures have lasted `policy.budget`.
+    pub fn failed(&mut self, policy: &RetryPolicy) -> Option<Duration> {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        (since.elapsed() <= policy.budget).then_some(policy.initial)
+    }
+}
+
 /// Sleeps until `deadline`, or for ever when there is none (a `select!` branch that fires
 /// only when something is due).
 pub async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -100,5 +126,18 @@ mod tests {
         assert!((300..=500).contains(&third.as_millis()), "{third:?}");
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(b.delay(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_streak_waits_the_first_delay_each_time_until_its_budget_and_ends_on_success() {
+        let policy = RetryPolicy::from_millis(200, 30_000, 60_000);
+        let mut streak = Streak::default();
+        for _ in 0..20 {
+            assert_eq!(streak.failed(&policy), Some(Duration::from_millis(200)), "never longer");
+        }
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(streak.failed(&policy), None, "a minute of nothing but failures");
+        streak.ended();
+        assert_eq!(streak.failed(&policy), Some(Duration::from_millis(200)), "a new run");
     }
 }

@@ -4,7 +4,8 @@
 //! bounds how long they may take to flush; [`signals`] turns SIGINT and SIGTERM into that
 //! request (a second signal exits at once); [`http`] serves /metrics, /healthz and /readyz
 //! with the metrics of [`catalogue`];
-//! [`RetryPolicy`] and [`Backoff`] are how every stage retries a transient failure;
+//! [`RetryPolicy`] and [`Backoff`] are how every stage retries a transient failure, and
+//! [`Streak`] how it reads again after a failed read;
 //! [`fault`] holds the test suite's fault points.
 
 mod backoff;
@@ -16,7 +17,7 @@ pub mod signals;
 mod stage;
 mod stats;
 
-pub use backoff::{sleep_until, Backoff, Class, RetryPolicy};
+pub use backoff::{sleep_until, Backoff, Class, RetryPolicy, Streak};
 pub use pipeline::Pipeline;
 pub use stage::{Health, Refused, Role, Stage, StageContext, Timeouts};
 pub use stats::StageStats;

@@ -26,7 +26,7 @@ use crate::stall::{measure, StallTracker};
 use crate::stream::Stream;
 use anyhow::Result;
 use chainflow_kafka::Holds;
-use chainflow_runtime::{sleep_until, RetryPolicy, StageContext, StageStats};
+use chainflow_runtime::{sleep_until, RetryPolicy, StageContext, StageStats, Streak};
 use clickhouse::Client;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::FutureProducer;
@@ -135,7 +135,7 @@ impl<S: Stream> Worker<S> {
         // often enough that a stall is seen within the threshold and a half
         let every = LAG_CHECK.min(self.stall_after / 2).max(Duration::from_millis(100));
         let mut measurements = measure(self.consumer.clone(), every);
-        let mut read_failing: Option<Instant> = None;
+        let mut read_failing = Streak::default();
         loop {
             self.apply_changes();
             let due = self.batches.values().filter_map(|b| b.due_at(&self.limits)).min();
@@ -149,7 +149,7 @@ impl<S: Stream> Worker<S> {
                 Some(m) = measurements.recv() => self.check_lag(&m, ctx).await?,
                 m = self.consumer.recv() => match m {
                     Ok(m) => {
-                        read_failing = None;
+                        read_failing.ended();
                         let m = m.detach();
                         self.take(m, ctx).await?;
                         if self.batches.values().any(|b| b.is_due(&self.limits, Instant::now())) {
@@ -157,17 +157,16 @@ impl<S: Stream> Worker<S> {
                         }
                     }
                     Err(e) => {
-                        let since = *read_failing.get_or_insert_with(Instant::now);
                         metrics::counter!("chainflow_sink_kafka_errors_total", "stream" => S::NAME, "operation" => "read").increment(1);
                         tracing::warn!(stream = S::NAME, error = %e, "reading from Kafka failed; retrying");
-                        if since.elapsed() > self.io.retry.budget {
+                        let Some(pause) = read_failing.failed(&self.io.retry) else {
                             return Err(anyhow::Error::new(e).context(format!(
                                 "reading {} kept failing for {} ms (sink.retry.budget_ms)",
                                 self.topics.join(", "),
                                 self.io.retry.budget.as_millis()
                             )));
-                        }
-                        tokio::time::sleep(self.io.retry.initial).await;
+                        };
+                        tokio::time::sleep(pause).await;
                     }
                 },
             }
