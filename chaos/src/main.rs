@@ -124,24 +124,30 @@ fn full() -> Vec<Scenario> {
 
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| scenario | produced | stored FINAL | stored plain | dead-lettered | keys missing / extra | dups before / after OPTIMIZE | restarts | recovery s | max lag | peak sink RSS MB | SIGTERM→exit s | result |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | produced | stored FINAL | dead-lettered | keys missing / extra | dups before / after OPTIMIZE | restarts: sink+enrich / feed | re-joins | retries: sink / enrich | commit errors | stalls | recovery s | max lag | peak sink RSS MB | SIGTERM→exit s | result |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
+        let e = &r.effects;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} of {} | {} / {} | {} / {} | {} | {:.1} | {} | {:.0} | {:.2} | {} |",
+            "| {} | {} | {} | {} of {} | {} / {} | {} / {} | {} / {} | {} | {} / {} | {} | {} | {:.1} | {} | {:.0} | {:.2} | {} |",
             r.name,
             r.produced,
             r.stored_final,
-            r.stored_plain,
             r.dead_lettered,
             r.dead_expected,
             r.missing_keys,
             r.extra_keys,
             r.duplicates_before,
             r.duplicates_after,
-            r.restarts,
+            e.restarts,
+            e.feed_restarts,
+            e.rebalances,
+            e.sink_retries,
+            e.enrich_retries,
+            e.commit_errors,
+            e.stalls,
             r.recovery,
             r.max_lag,
             r.peak_sink_rss_mb,

@@ -328,3 +328,47 @@ impl Group {
         Ok((total, lagging))
     }
 }
+
+/// The `/metrics` text of the component on `127.0.0.1:port`.
+pub async fn scrape(port: u16) -> Result<String> {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    reqwest::get(&url)
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(|| format!("reading {url}"))?
+        .text()
+        .await
+        .with_context(|| format!("reading {url}"))
+}
+
+/// The sum of the series of `name` in a `/metrics` text whose labels include `label` (any
+/// labels when empty), as a whole number.
+pub fn sum(text: &str, name: &str, label: &str) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (n, labels) = series.split_once('{').unwrap_or((series, ""));
+            n == name && labels.contains(label)
+        })
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_series_is_summed_over_the_labels_asked_for() {
+        let text = "# HELP chainflow_sink_rebalances_total x\n\
+                    chainflow_sink_rebalances_total{stream=\"chains\",change=\"revoked\"} 2\n\
+                    chainflow_sink_rebalances_total{stream=\"ticks\",change=\"revoked\"} 1\n\
+                    chainflow_sink_rebalances_total{stream=\"ticks\",change=\"assigned\"} 3\n\
+                    chainflow_sink_retries_total{stream=\"ticks\"} 5\n\
+                    chainflow_sink_retries_total_other 7\n";
+        assert_eq!(sum(text, "chainflow_sink_rebalances_total", "change=\"revoked\""), 3);
+        assert_eq!(sum(text, "chainflow_sink_retries_total", ""), 5);
+        assert_eq!(sum(text, "chainflow_sink_stalls_total", ""), 0);
+    }
+}

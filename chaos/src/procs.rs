@@ -1,6 +1,7 @@
-//! The suite's supervisor: each component (an enricher, a sink) is a `chainflow` process
-//! that is started again whenever it exits before the scenario ends, as a process manager
-//! would; restarts and peak memory are counted.
+//! The suite's supervisor: each component is a `chainflow` process started again when it
+//! exits, as a process manager would: a service (an enricher, a sink) whenever it exits
+//! before the scenario ends, a job (the feed) only when it fails. Restarts and peak memory
+//! are counted.
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ pub struct Launch {
     pub first_env: Vec<(String, String)>,
     /// Where its standard error goes (appended).
     pub log: PathBuf,
+    /// A job: done once it exits with status 0 (and started again only when it fails).
+    pub job: bool,
 }
 
 /// A supervised component.
@@ -98,6 +101,19 @@ impl Component {
         }
     }
 
+    /// Whether it is done: a job that exited with status 0.
+    pub fn done(&self) -> bool {
+        self.task.is_finished() && !self.stop.is_cancelled()
+    }
+
+    /// Waits for a job to be done, for at most `limit`.
+    pub async fn finished(&mut self, limit: Duration) -> Result<()> {
+        tokio::time::timeout(limit, &mut self.task)
+            .await
+            .map_err(|_| anyhow::anyhow!("{} was not done within {limit:?}", self.name))?
+            .context("its supervisor failed")
+    }
+
     /// Waits until a process runs (after a restart), for at most `limit`.
     pub async fn running(&self, limit: Duration) -> Result<u32> {
         let deadline = Instant::now() + limit;
@@ -112,19 +128,27 @@ impl Component {
 
     /// Stops supervising and asks the process to stop (SIGTERM); how long it took to exit
     /// (killed after `limit`).
-    pub async fn terminate(self, limit: Duration) -> Result<Duration> {
+    pub async fn terminate(mut self, limit: Duration) -> Result<Duration> {
         self.stop.cancel();
         let started = Instant::now();
         self.signal("TERM")?;
         let pid = self.pid();
-        let mut task = self.task;
-        if tokio::time::timeout(limit, &mut task).await.is_err() {
+        if tokio::time::timeout(limit, &mut self.task).await.is_err() {
             if pid != 0 {
                 let _ = crate::stack::signal("KILL", pid);
             }
-            let _ = task.await;
+            let _ = (&mut self.task).await;
         }
         Ok(started.elapsed())
+    }
+}
+
+impl Drop for Component {
+    /// A component dropped (its scenario failed half-way) stops being supervised, and its
+    /// process is killed with the supervising task.
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.task.abort();
     }
 }
 
@@ -153,13 +177,16 @@ async fn supervise(
         let mut child = child;
         let mut sample = tokio::time::interval(Duration::from_millis(500));
         let running = child.id().unwrap_or(0);
-        loop {
+        let status = loop {
             tokio::select! {
-                _ = child.wait() => break,
+                status = child.wait() => break status,
                 _ = sample.tick() => { peak_rss.fetch_max(rss_of(running), Ordering::Relaxed); }
             }
-        }
+        };
         pid.store(0, Ordering::Release);
+        if launch.job && status.is_ok_and(|s| s.success()) {
+            return;
+        }
         if !stop.is_cancelled() {
             tokio::time::sleep(RESTART_DELAY).await;
         }

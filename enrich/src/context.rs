@@ -24,6 +24,7 @@ impl ClientContext for EnrichContext {}
 impl ConsumerContext for EnrichContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
+            metrics::counter!("chainflow_enrich_rebalances_total", "change" => "revoked").increment(1);
             if tpl.count() > 0 {
                 tracing::info!(
                     partitions = tpl.count(),
@@ -36,6 +37,7 @@ impl ConsumerContext for EnrichContext {
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            metrics::counter!("chainflow_enrich_rebalances_total", "change" => "assigned").increment(1);
             tracing::info!(partitions = ?chainflow_kafka::partitions(tpl), "partitions assigned");
         }
     }

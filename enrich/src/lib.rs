@@ -174,6 +174,9 @@ fn announce_metrics() {
         metrics::counter!("chainflow_iv_solves_total", "outcome" => outcome).increment(0);
     }
     metrics::counter!("chainflow_enrich_retries_total").increment(0);
+    for change in ["assigned", "revoked"] {
+        metrics::counter!("chainflow_enrich_rebalances_total", "change" => change).increment(0);
+    }
     metrics::counter!("chainflow_enrich_registry_waits_total").increment(0);
     metrics::counter!("chainflow_enrich_aborted_batches_total").increment(0);
     for outcome in ["committed", "aborted"] {

@@ -6,11 +6,21 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::ClientConfig;
 use std::time::Duration;
 
+/// How long a request may go unanswered before librdkafka gives up on it and on its
+/// connection (`socket.timeout.ms`, 60 s by default; the Java clients' `request.timeout.ms`
+/// is 30 s). A frozen broker (a long GC pause, a VM stopped) keeps its connections open, so
+/// a request sent to it is abandoned only at this timeout; at 60 s, the producer's records
+/// in flight to a frozen leader reached `message.timeout.ms` (also 60 s) at the same moment
+/// and the feed exited, although the other nodes had taken over the partitions 9 s in
+/// (`chaos` `broker-sigstop-60s`). At 30 s they are sent again to the new leader in time.
+pub(crate) const SOCKET_TIMEOUT_MS: (&str, &str) = ("socket.timeout.ms", "30000");
+
 /// Base settings shared by every client; user properties win over chainflow's defaults.
 pub(crate) fn base(kafka: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &kafka.bootstrap_servers);
     c.set_log_level(RDKafkaLogLevel::Warning);
+    c.set(SOCKET_TIMEOUT_MS.0, SOCKET_TIMEOUT_MS.1);
     for (k, v) in defaults {
         c.set(*k, *v);
     }
@@ -186,6 +196,16 @@ mod tests {
         kafka.properties.insert("message.timeout.ms", "5000");
         let c = transactional_producer_config(&kafka, "t", Duration::from_secs(10));
         assert_eq!(c.get("message.timeout.ms"), Some("5000"), "a lower one is kept");
+    }
+
+    #[test]
+    fn a_request_to_a_frozen_broker_is_given_up_well_within_the_delivery_timeout() {
+        let c = producer_config(&KafkaConfig::default());
+        let socket: u64 = c.get("socket.timeout.ms").unwrap().parse().unwrap();
+        let delivery: u64 = c.get("message.timeout.ms").unwrap().parse().unwrap();
+        assert!(2 * socket <= delivery, "socket {socket} ms, delivery {delivery} ms");
+        let consumer = consumer_config(&KafkaConfig::default(), "g");
+        assert_eq!(consumer.get("socket.timeout.ms"), Some("30000"));
     }
 
     #[test]

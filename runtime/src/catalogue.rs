@@ -125,6 +125,12 @@ pub const METRICS: &[Metric] = &[
         help: "Transactions refused because enrich was fenced: by a newer instance with its transactional id (instance), or by its group's newer generation (group).",
     },
     Metric {
+        name: "chainflow_enrich_rebalances_total",
+        kind: Kind::Counter,
+        labels: "change",
+        help: "Rebalances of enrich's consumer, by change (assigned, revoked): after the first assignment, each revocation is a member joining or leaving, or this one re-joining after it was dropped from its group.",
+    },
+    Metric {
         name: "chainflow_iv_solves_total",
         kind: Kind::Counter,
         labels: "outcome",
@@ -196,6 +202,12 @@ pub const METRICS: &[Metric] = &[
         kind: Kind::Counter,
         labels: "stream",
         help: "Stalls detected (lag without progress for sink.stall_after_ms), each healed by re-joining the group.",
+    },
+    Metric {
+        name: "chainflow_sink_rebalances_total",
+        kind: Kind::Counter,
+        labels: "stream, change",
+        help: "Rebalances of a sink stream's consumer, by change (assigned, revoked): after the first assignment, each revocation is a member joining or leaving, or this one re-joining after it was dropped from its group (a stall healed, max.poll.interval.ms exceeded).",
     },
     Metric {
         name: "chainflow_sink_retries_total",

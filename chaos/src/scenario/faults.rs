@@ -39,20 +39,26 @@ pub async fn inject(
         Fault::ClickHouseDown(secs) => outage(stack, "clickhouse", secs).await?,
         Fault::ClickHouseFrozen(secs) => freeze(stack, "clickhouse", secs).await?,
         Fault::TableDetached(secs) => detach(run, "chain_options", secs).await?,
-        Fault::BrokerDown(secs) => outage(stack, "broker", secs).await?,
-        Fault::RebalanceStorm(secs) => row.restarts += storm(run, cast, secs).await?,
+        Fault::BrokerDown(secs) => {
+            cluster_down(stack, secs).await?;
+            // past its delivery timeout the feed exits saying which setting it ran out of
+            if secs > 60 && !run.log("feed0").contains("message.timeout.ms") {
+                bail!("fault not observed: the feed did not exit naming message.timeout.ms while the brokers were down");
+            }
+        }
+        Fault::RebalanceStorm(secs) => storm(run, cast, secs).await?,
         Fault::DoubleSigterm => row.sigterm_exit = double_sigterm(stack, &cast.sinks[0].0).await?,
         Fault::RegistryDown(secs) => registry_down(run, cast, secs).await?,
         Fault::Poison => return poison(run).await,
         Fault::TopicRecreated => recreate_topic(run, feed, groups).await?,
         Fault::LeaderKilled(secs) => leader_killed(stack, secs).await?,
-        Fault::TwoBrokersDown(secs) => two_brokers_down(stack, secs).await?,
+        Fault::TwoBrokersDown(secs) => two_brokers_down(stack, feed, secs).await?,
         Fault::BrokerFrozen(secs) => broker_frozen(stack, secs).await?,
         Fault::RollingRestart => rolling_restart(stack).await?,
         Fault::QuorumLeaderKilled(secs) => quorum_leader_killed(stack, secs).await?,
         Fault::FeedKilled => {
             tokio::time::sleep(Duration::from_secs(8)).await;
-            feed.kill_and_restart(run).await?;
+            feed.kill().await?;
         }
         Fault::AbortAt(point) => return abort_at(run, cast, point).await,
     }
@@ -170,17 +176,46 @@ async fn leader_killed(stack: &PrivateStack, secs: u64) -> Result<()> {
     .await
 }
 
-/// Nodes 2 and 3 killed for `secs`: every partition is below `min.insync.replicas`.
-async fn two_brokers_down(stack: &PrivateStack, secs: u64) -> Result<()> {
-    node_down(
-        stack,
-        &asker(stack)?,
-        &[2, 3],
-        secs,
-        "partitions with fewer in-sync replicas than 2",
-        |p| p.iter().any(|(_, _, _, isr)| *isr < 2),
-    )
-    .await
+/// Nodes 2 and 3 killed for `secs`: below `min.insync.replicas` and without a quorum, so
+/// no metadata changes (node 1 keeps leading its partitions with the old in-sync replicas)
+/// and the producers wait: the fault is seen as the ends of node 1's partitions of the
+/// feed's topics not moving for 20 s while the feed runs.
+async fn two_brokers_down(stack: &PrivateStack, feed: &Feed, secs: u64) -> Result<()> {
+    let asker = asker(stack)?;
+    let survivor: Vec<(String, i32)> = placements(&asker)
+        .await?
+        .into_iter()
+        .filter(|(t, _, leader, _)| *leader == 1 && t.starts_with("market."))
+        .map(|(t, p, _, _)| (t, p))
+        .collect();
+    for node in [2, 3] {
+        stack::kill_and_wait(stack.pid(&stack::broker_name(node))?).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = ends(&asker, &survivor).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let after = ends(&asker, &survivor).await;
+    let waiting = feed.running() && !survivor.is_empty() && before.is_ok() && before.as_ref().ok() == after.as_ref().ok();
+    tokio::time::sleep(Duration::from_secs(secs.saturating_sub(25))).await;
+    stack.start_missing()?;
+    if !waiting {
+        bail!(
+            "fault not observed: the ends of node 1's partitions {survivor:?} moved ({before:?} → {after:?}), \
+             or the feed had ended, with two of three nodes down"
+        );
+    }
+    replicated(&asker).await
+}
+
+/// The high watermarks of `partitions`.
+async fn ends(asker: &Asker, partitions: &[(String, i32)]) -> Result<Vec<i64>> {
+    let mut out = Vec::new();
+    for (topic, partition) in partitions {
+        let (_, high) =
+            chainflow_kafka::blocking::fetch_watermarks(asker, topic, *partition, Duration::from_secs(5)).await?;
+        out.push(high);
+    }
+    Ok(out)
 }
 
 /// The busiest partition's leader frozen for `secs`: its partitions' ISR must shrink.
@@ -283,6 +318,15 @@ async fn outage(stack: &PrivateStack, component: &str, secs: u64) -> Result<()> 
     stack.start_missing()
 }
 
+/// Every Kafka node killed, and started again `secs` later.
+async fn cluster_down(stack: &PrivateStack, secs: u64) -> Result<()> {
+    for node in 1..=crate::stack::BROKERS {
+        stack::kill_and_wait(stack.pid(&stack::broker_name(node))?).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stack.start_missing()
+}
+
 /// The stack's `component` frozen (SIGSTOP) for `secs`.
 async fn freeze(stack: &PrivateStack, component: &str, secs: u64) -> Result<()> {
     let pid = stack.pid(component)?;
@@ -299,9 +343,8 @@ async fn detach(run: &Run<'_>, table: &str, secs: u64) -> Result<()> {
     Ok(())
 }
 
-/// For `secs`, every 10 s the oldest sink or enricher (in turn) stopped and replaced; how
-/// many were.
-async fn storm(run: &mut Run<'_>, cast: &mut Cast, secs: u64) -> Result<u64> {
+/// For `secs`, every 10 s the oldest sink or enricher (in turn) stopped and replaced.
+async fn storm(run: &mut Run<'_>, cast: &mut Cast, secs: u64) -> Result<()> {
     let until = Instant::now() + Duration::from_secs(secs);
     let mut replaced = 0u64;
     while Instant::now() < until {
@@ -316,7 +359,7 @@ async fn storm(run: &mut Run<'_>, cast: &mut Cast, secs: u64) -> Result<u64> {
         }
         replaced += 1;
     }
-    Ok(replaced)
+    Ok(())
 }
 
 /// With ClickHouse down, SIGTERM to `sink`, then a second one a second later: it must

@@ -4,12 +4,15 @@
 //! feed runs (`faults`, `poison`), and once everything is stored and every lag is 0 (or
 //! the recovery limit passed) counts what was stored against what was produced.
 
+mod expect;
 mod faults;
 mod poison;
 mod setup;
 
 use crate::observe::{self, Group, Keys};
 use anyhow::{bail, Result};
+pub use expect::Effects;
+use expect::Expect;
 use setup::{Cast, Feed, Run};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -30,7 +33,8 @@ pub enum Fault {
     ClickHouseFrozen(u64),
     /// `chain_options` detached for so many seconds.
     TableDetached(u64),
-    /// The broker killed, started again after so many seconds.
+    /// Every Kafka node killed, started again after so many seconds (the feed runs with
+    /// the default `message.timeout.ms`, 60 s: outlived, it exits and is started again).
     BrokerDown(u64),
     /// For so many seconds, one of 3 sinks and 2 enrichers replaced every 10 s.
     RebalanceStorm(u64),
@@ -56,7 +60,7 @@ pub enum Fault {
     RollingRestart,
     /// The node leading the KRaft quorum SIGKILLed, started again so many seconds later.
     QuorumLeaderKilled(u64),
-    /// The feed SIGKILLed half-way and started again (it resends from its start).
+    /// The feed SIGKILLed 8 s in; its supervisor starts it again (it resends from its start).
     FeedKilled,
     /// The first sink's or enricher's first process aborts at this fault point (the poison
     /// mix is sent too, so that dead letters pass it); the supervisor restarts it without.
@@ -89,8 +93,6 @@ pub struct Row {
     pub produced: u64,
     /// Rows stored, with `FINAL`.
     pub stored_final: u64,
-    /// Rows stored, plain.
-    pub stored_plain: u64,
     /// Dead letters of the scenario's records.
     pub dead_lettered: u64,
     /// Dead letters expected.
@@ -103,8 +105,8 @@ pub struct Row {
     pub duplicates_before: u64,
     /// The same after.
     pub duplicates_after: u64,
-    /// Restarts of the components.
-    pub restarts: u64,
+    /// Restarts, re-joins, retries, commit errors and stalls.
+    pub effects: Effects,
     /// From the fault's end to lag 0 with every row queryable, seconds.
     pub recovery: f64,
     /// The highest total lag seen.
@@ -171,12 +173,22 @@ async fn run_inner(
     row.recovery = fault_end.elapsed().as_secs_f64();
     row.max_lag = lag.stop();
     row.peak_sink_rss_mb = cast.peak_sink_rss_mb();
-    row.restarts += cast.restarts();
+    let effects = cast.effects().await;
     let exit = cast.terminate().await?;
     if !matches!(sc.fault, Fault::DoubleSigterm) {
         row.sigterm_exit = exit.as_secs_f64();
     }
     let mut problems = tally(&run, &expect, row).await?;
+    match effects {
+        Ok(effects) => {
+            row.effects = Effects {
+                feed_restarts: feed.restarts(),
+                ..effects
+            };
+            problems.extend(Expect::of(sc.fault).check(&row.effects));
+        }
+        Err(e) => problems.push(format!("{e:#}")),
+    }
     if let Err(e) = recovered {
         problems.push(format!("{e:#}"));
         problems.extend(lagging(&groups).await);
@@ -231,7 +243,6 @@ async fn tally(run: &Run<'_>, expect: &Keys, row: &mut Row) -> Result<Vec<String
     let final_ = observe::counts(&run.db, &run.product, true).await?;
     let plain = observe::counts(&run.db, &run.product, false).await?;
     row.stored_final = final_.total();
-    row.stored_plain = plain.total();
     row.dead_lettered = observe::dead_letters(&run.db, &poison::poison_key(&run.product)).await?;
     let (missing, extra, which) = expect.compare(&observe::stored_keys(&run.db, &run.product).await?);
     (row.missing_keys, row.extra_keys) = (missing, extra);

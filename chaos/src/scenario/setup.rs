@@ -2,7 +2,8 @@
 //! sinks, and its seeded feed, whose totals are known before it starts.
 
 use super::{Scenario, START};
-use crate::observe::{Group, Keys};
+use super::expect::Effects;
+use crate::observe::{self, Group, Keys};
 use crate::procs::{Component, Launch};
 use crate::stack::PrivateStack;
 use anyhow::{bail, Context, Result};
@@ -118,8 +119,8 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// A supervised `chainflow ARGS` with its own metrics port, `extra` environment, and
-    /// `first` environment for its first start only.
+    /// A supervised service `chainflow ARGS` with its own metrics port, `extra` environment,
+    /// and `first` environment for its first start only.
     pub fn component(
         &mut self,
         name: &str,
@@ -129,20 +130,34 @@ impl<'a> Run<'a> {
     ) -> (Component, u16) {
         self.next_port += 1;
         let port = self.next_port;
-        let mut env = self.env();
-        env.push((
+        let mut launch = self.launch(name, args, false);
+        launch.env.push((
             "CHAINFLOW_OBSERVABILITY__METRICS_LISTEN".into(),
             format!("127.0.0.1:{port}"),
         ));
-        env.extend(extra.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())));
-        let launch = Launch {
+        launch
+            .env
+            .extend(extra.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())));
+        launch.first_env = first.to_vec();
+        (Component::start(name, launch), port)
+    }
+
+    /// How to start `chainflow ARGS` named `name` (its log `<tag>-<name>.log`), as a `job`
+    /// or a service.
+    fn launch(&self, name: &str, args: &[&str], job: bool) -> Launch {
+        Launch {
             bin: self.bin.clone(),
             args: args.iter().map(|a| (*a).to_string()).collect(),
-            env,
-            first_env: first.to_vec(),
+            env: self.env(),
+            first_env: Vec::new(),
             log: self.stack.logs().join(format!("{}-{name}.log", self.tag)),
-        };
-        (Component::start(name, launch), port)
+            job,
+        }
+    }
+
+    /// The log of the process named `name`.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.stack.logs().join(format!("{}-{name}.log", self.tag))).unwrap_or_default()
     }
 }
 
@@ -211,6 +226,28 @@ impl Cast {
             .sum()
     }
 
+    /// What the supervisor and the sinks and enrichers running now saw (their counters
+    /// start at 0 with each process); the feed's restarts are the caller's.
+    pub async fn effects(&self) -> Result<Effects> {
+        let mut seen = Effects {
+            restarts: self.restarts(),
+            ..Effects::default()
+        };
+        for (_, port) in &self.sinks {
+            let text = observe::scrape(*port).await?;
+            seen.rebalances += observe::sum(&text, "chainflow_sink_rebalances_total", "change=\"revoked\"");
+            seen.sink_retries += observe::sum(&text, "chainflow_sink_retries_total", "");
+            seen.commit_errors += observe::sum(&text, "chainflow_sink_commit_errors_total", "");
+            seen.stalls += observe::sum(&text, "chainflow_sink_stalls_total", "");
+        }
+        for (_, port) in &self.enrichers {
+            let text = observe::scrape(*port).await?;
+            seen.rebalances += observe::sum(&text, "chainflow_enrich_rebalances_total", "change=\"revoked\"");
+            seen.enrich_retries += observe::sum(&text, "chainflow_enrich_retries_total", "");
+        }
+        Ok(seen)
+    }
+
     /// The sinks' peak resident memory, MB.
     pub fn peak_sink_rss_mb(&self) -> f64 {
         self.sinks.iter().map(|s| s.0.peak_rss()).max().unwrap_or(0) as f64 / 1_048_576.0
@@ -246,16 +283,22 @@ async fn ready(port: u16, limit: Duration) -> Result<()> {
     }
 }
 
+/// How long the feed may take to be done, restarts included.
+const FEED_LIMIT: Duration = Duration::from_mins(15);
+
 /// The scenario's feed: `chainflow feed` paced to last the scenario's `feed_secs`, in one
-/// part or more (around a recreated topic), with the rows each part produces.
+/// part or more (around a recreated topic), each part a job under the suite's supervisor
+/// (started again from its start when it fails, as a process manager would: it resends
+/// everything, which `FINAL` collapses), with the rows each part produces.
 pub struct Feed {
     seed: u64,
     rate: f64,
-    /// The broker is to be killed: the feed rides out its absence.
-    patient: bool,
     /// Chains of all the parts.
     total: u64,
-    child: tokio::process::Child,
+    /// The running (or last) part.
+    part: Component,
+    /// Restarts of the parts before it.
+    earlier_restarts: u64,
     /// The natural keys of what the parts started so far produce.
     pub expect: Keys,
     /// The parts started so far: (start, µs since the epoch; chains).
@@ -271,14 +314,12 @@ impl Feed {
         let counts = all.counts();
         let messages = counts.rows[0] + counts.rows[2] + counts.rows[3];
         let rate = (messages as f64 / sc.feed_secs.max(1) as f64).max(1.0);
-        let patient = matches!(sc.fault, super::Fault::BrokerDown(_));
-        let child = spawn(run, seed, rate, patient, chains, START)?;
         Ok(Self {
             seed,
             rate,
-            patient,
             total,
-            child,
+            part: part(run, 0, seed, rate, chains, start_us)?,
+            earlier_restarts: 0,
             // the first part is the whole feed but around a recreated topic
             expect: if chains == total {
                 all
@@ -289,33 +330,28 @@ impl Feed {
         })
     }
 
-    /// Starts a feed of `chains` chains from `start_us` as the running part.
-    fn spawn_part(&mut self, run: &Run<'_>, chains: u64, start_us: i64) -> Result<()> {
-        let start = chrono::DateTime::from_timestamp_micros(start_us)
-            .context("the part's start")?
-            .to_rfc3339();
-        self.child = spawn(run, self.seed, self.rate, self.patient, chains, &start)?;
-        Ok(())
-    }
-
-    /// Starts another part, of `chains` chains from `start_us`, once the last one ended.
+    /// Starts another part, of `chains` chains from `start_us`, once the last one is done.
     pub fn then(&mut self, run: &Run<'_>, chains: u64, start_us: i64) -> Result<()> {
-        self.spawn_part(run, chains, start_us)?;
+        let next = part(run, self.parts.len(), self.seed, self.rate, chains, start_us)?;
+        self.earlier_restarts += std::mem::replace(&mut self.part, next).restarts();
         self.expect.extend(expected(&run.spec, self.seed, start_us, chains));
         self.parts.push((start_us, chains));
         Ok(())
     }
 
-    /// Kills the running part (SIGKILL: what it had not had acknowledged is lost with it)
-    /// and starts it again from its start, as a supervisor would: it sends everything again.
-    pub async fn kill_and_restart(&mut self, run: &Run<'_>) -> Result<()> {
-        self.child.start_kill()?;
-        let status = self.child.wait().await?;
-        if status.success() {
+    /// SIGKILLs the running part (what it had not had acknowledged is lost with it); its
+    /// supervisor starts it again from its start.
+    pub async fn kill(&self) -> Result<()> {
+        if self.part.done() {
             bail!("fault not observed: the feed had ended before it was killed");
         }
-        let &(start_us, chains) = self.parts.last().context("a part runs")?;
-        self.spawn_part(run, chains, start_us)
+        self.part.running(Duration::from_secs(30)).await?;
+        self.part.signal("KILL")
+    }
+
+    /// Whether the running part is still at work.
+    pub fn running(&self) -> bool {
+        !self.part.done()
     }
 
     /// The chains of the parts not started yet.
@@ -323,36 +359,32 @@ impl Feed {
         self.total - self.parts.iter().map(|(_, chains)| chains).sum::<u64>()
     }
 
-    /// Waits for the running part to end; an error if it failed.
+    /// Waits for the running part to be done (restarts included).
     pub async fn wait(&mut self) -> Result<()> {
-        let status = self.child.wait().await?;
-        if !status.success() {
-            bail!("the feed failed: {status}");
-        }
-        Ok(())
+        self.part.finished(FEED_LIMIT).await
+    }
+
+    /// Times a part was started again, in all.
+    pub fn restarts(&self) -> u64 {
+        self.earlier_restarts + self.part.restarts()
     }
 }
 
-fn spawn(
-    run: &Run<'_>,
-    seed: u64,
-    rate: f64,
-    patient: bool,
-    chains: u64,
-    start: &str,
-) -> Result<tokio::process::Child> {
-    let mut cmd = tokio::process::Command::new(&run.bin);
-    cmd.args(["feed", "--chains", &chains.to_string(), "--seed", &seed.to_string()])
-        .args(["--start", start, "--rate", &format!("{rate:.1}")])
-        .envs(run.env())
-        .env("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN", "")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    if patient {
-        cmd.env("CHAINFLOW_KAFKA__PROPERTIES__MESSAGE_TIMEOUT_MS", "300000");
-    }
-    cmd.kill_on_drop(true).spawn().context("starting the feed")
+/// Part number `index` of the feed: `chains` chains from `start_us`, a supervised job.
+fn part(run: &Run<'_>, index: usize, seed: u64, rate: f64, chains: u64, start_us: i64) -> Result<Component> {
+    let start = chrono::DateTime::from_timestamp_micros(start_us)
+        .context("the part's start")?
+        .to_rfc3339();
+    let (chains, seed, rate) = (chains.to_string(), seed.to_string(), format!("{rate:.1}"));
+    let args = [
+        "feed", "--chains", &chains, "--seed", &seed, "--start", &start, "--rate", &rate,
+    ];
+    let name = format!("feed{index}");
+    let mut launch = run.launch(&name, &args, true);
+    launch
+        .env
+        .push(("CHAINFLOW_OBSERVABILITY__METRICS_LISTEN".into(), String::new()));
+    Ok(Component::start(&name, launch))
 }
 
 /// The natural keys of the rows the feed will produce from `start_us`.

@@ -67,6 +67,9 @@ impl<S: Stream> Worker<S> {
         metrics::counter!("chainflow_sink_retries_total", "stream" => stream).increment(0);
         metrics::counter!("chainflow_sink_memory_splits_total", "stream" => stream).increment(0);
         metrics::counter!("chainflow_sink_stalls_total", "stream" => stream).increment(0);
+        for change in ["assigned", "revoked"] {
+            metrics::counter!("chainflow_sink_rebalances_total", "stream" => stream, "change" => change).increment(0);
+        }
         metrics::counter!("chainflow_sink_kafka_errors_total", "stream" => stream, "operation" => "read").increment(0);
         metrics::counter!("chainflow_sink_commit_errors_total").increment(0);
         metrics::counter!("chainflow_unknown_schema_waits_total", "stage" => S::STAGE).increment(0);
