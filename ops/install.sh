@@ -64,6 +64,28 @@ else
   touch "$KAFKA_LIBS/.complete"
 fi
 
+# The fault suite's TCP proxy (docs/guarantees.md, "Under faults"): toxiproxy's server,
+# built with the machine's Go from the Go module proxy into the cache.
+# shellcheck source=ops/lib/toxiproxy.sh
+. "$ROOT/ops/lib/toxiproxy.sh"
+if [ -x "$TOXIPROXY_BIN" ]; then
+  log "toxiproxy $TOXIPROXY_VERSION: already installed ($TOXIPROXY_BIN)"
+else
+  command -v go >/dev/null || { echo "[install] error: toxiproxy is built with Go, which is not on this machine's PATH" >&2; exit 1; }
+  log "toxiproxy $TOXIPROXY_VERSION: building it from the Go module proxy into $(dirname "$TOXIPROXY_BIN")"
+  go_log="$(mktemp)"
+  if ! GOBIN="$(dirname "$TOXIPROXY_BIN").partial" go install "github.com/Shopify/toxiproxy/v2/cmd/server@v$TOXIPROXY_VERSION" >"$go_log" 2>&1; then
+    cat "$go_log" >&2
+    rm -f "$go_log"
+    echo "[install] error: building toxiproxy failed (above)" >&2
+    exit 1
+  fi
+  rm -f "$go_log"
+  mkdir -p "$(dirname "$TOXIPROXY_BIN")"
+  mv "$(dirname "$TOXIPROXY_BIN").partial/server" "$TOXIPROXY_BIN"
+  rm -rf "$(dirname "$TOXIPROXY_BIN").partial"
+fi
+
 # Test tools: Confluent's Python client (an independent client for the registry, and the
 # Kafka admin calls the tests need: ACLs), fastavro (Avro for the Python consumer example),
 # chdb (an in-process current ClickHouse, to check the shipped SQL), vollib (the option

@@ -3,7 +3,7 @@
 #   Apache Kafka (one KRaft node, broker and controller, or a cluster of them, from the
 #   jars ops/install.sh fetched; docs/brokers.md) · ClickHouse (Debian's server, the project's config) ·
 #   chainflow registry (Schema Registry) · Prometheus.
-# Usage: ops/stack.sh up | down | status | env
+# Usage: ops/stack.sh up | down | status | env | isolate N | reconnect N
 # Ports (defaults are the conventional ones): CHAINFLOW_STACK_KAFKA_PORT=9092,
 # CHAINFLOW_STACK_KAFKA_CONTROLLER_PORT=9093, CHAINFLOW_STACK_CLICKHOUSE_HTTP_PORT=8123,
 # CHAINFLOW_STACK_CLICKHOUSE_TCP_PORT=9000, CHAINFLOW_STACK_REGISTRY_PORT=8081,
@@ -14,6 +14,12 @@
 # topics get replication factor 3 and min.insync.replicas 2 (docs/brokers.md). One node by
 # default. A stack keeps the shape it was made with (.stack/kafka-brokers) until its Kafka
 # data is removed.
+# CHAINFLOW_STACK_NETNS=NAME (the fault suite's; root only) runs each Kafka node in a network
+# namespace of its own, NAME-kN, at 10.213.0.(10+N) on a bridge NAME-br (10.213.0.1) that the
+# clients reach from the host; `ops/stack.sh isolate N` cuts node N off from the other nodes
+# and from every client (its link to the bridge down) and `ops/stack.sh reconnect N` puts it
+# back: a network partition that a TCP proxy cannot make, since every peer reaches a node at
+# the one address it advertises (docs/guarantees.md, "Under faults").
 # `up` is idempotent: what already runs is kept; a port held by another program is an error.
 # `down` stops only what `up` started (by pid file).
 set -euo pipefail
@@ -48,8 +54,10 @@ MIN_ISR=$((REPLICATION > 1 ? REPLICATION - 1 : 1))
 # good (ops/kafka/server.properties): 30 s there, Kafka's 9 s on a cluster
 BROKER_SESSION_TIMEOUT_MS=$((BROKERS > 1 ? 9000 : 30000))
 
-# Node $1's component name, client port, controller port and directory.
+# Node $1's component name, address, client port, controller port and directory.
 broker_name() { if [ "$1" = 1 ]; then echo broker; else echo "broker-$1"; fi; }
+NETNS="${CHAINFLOW_STACK_NETNS:-}"
+broker_host() { if [ -n "$NETNS" ]; then echo "10.213.0.$((10 + $1))"; else echo 127.0.0.1; fi; }
 broker_port() { echo $((KAFKA_PORT + 2 * ($1 - 1))); }
 controller_port() { echo $((KAFKA_CONTROLLER_PORT + 2 * ($1 - 1))); }
 broker_dir() { if [ "$1" = 1 ]; then echo "$STACK/kafka"; else echo "$STACK/kafka-$1"; fi; }
@@ -58,8 +66,8 @@ node_list() {
   local kind="$1" i out=""
   for ((i = 1; i <= BROKERS; i++)); do
     case "$kind" in
-      bootstrap) out+="${out:+,}127.0.0.1:$(broker_port "$i")" ;;
-      voters) out+="${out:+,}$i@127.0.0.1:$(controller_port "$i")" ;;
+      bootstrap) out+="${out:+,}$(broker_host "$i"):$(broker_port "$i")" ;;
+      voters) out+="${out:+,}$i@$(broker_host "$i"):$(controller_port "$i")" ;;
     esac
   done
   echo "$out"
@@ -122,7 +130,7 @@ launch() {
 }
 
 # Whether node $1 answers on its client port.
-kafka_probe() { timeout 1 bash -c "</dev/tcp/127.0.0.1/$(broker_port "${1:-1}")"; }
+kafka_probe() { timeout 1 bash -c "</dev/tcp/$(broker_host "${1:-1}")/$(broker_port "${1:-1}")"; }
 clickhouse_probe="curl -sf http://127.0.0.1:$CH_HTTP_PORT/ping"
 registry_probe="curl -sf http://127.0.0.1:$REGISTRY_PORT/subjects"
 prometheus_probe="curl -sf http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
@@ -133,6 +141,7 @@ kafka_config() {
   local node="$1" dir
   dir="$(broker_dir "$node")"
   sed -e "s#@NODE_ID@#$node#g" -e "s#@VOTERS@#$(node_list voters)#g" \
+    -e "s#@HOST@#$(broker_host "$node")#g" \
     -e "s#@PORT@#$(broker_port "$node")#g" -e "s#@CONTROLLER_PORT@#$(controller_port "$node")#g" \
     -e "s#@DATA@#$dir/data#g" -e "s#@REPLICATION@#$REPLICATION#g" -e "s#@MIN_ISR@#$MIN_ISR#g" \
     -e "s#@BROKER_SESSION_TIMEOUT_MS@#$BROKER_SESSION_TIMEOUT_MS#g" \
@@ -171,13 +180,56 @@ launch_broker() {
     "${KAFKA_CMD[@]}" >>"$STACK/logs/$name.log" 2>&1 || die "formatting $name's log failed; its log: $STACK/logs/$name.log"
   fi
   kafka_command kafka.Kafka "$dir/server.properties"
+  if [ -n "$NETNS" ]; then KAFKA_CMD=(ip netns exec "$NETNS-k$node" "${KAFKA_CMD[@]}"); fi
   launch "$name" "$dir" "${KAFKA_CMD[@]}"
+}
+
+# With CHAINFLOW_STACK_NETNS: the bridge and each node's namespace and link, made once
+# (and every link up: a run cut short may have left one isolated).
+netns_up() {
+  [ -n "$NETNS" ] || return 0
+  [ "$(id -u)" -eq 0 ] || die "CHAINFLOW_STACK_NETNS needs root (network namespaces)"
+  if ! ip link show "$NETNS-br" >/dev/null 2>&1; then
+    ip link add "$NETNS-br" type bridge
+    ip addr add 10.213.0.1/24 dev "$NETNS-br"
+  fi
+  ip link set "$NETNS-br" up
+  local node ns
+  for ((node = 1; node <= BROKERS; node++)); do
+    ns="$NETNS-k$node"
+    if ! ip netns list | grep -qw "$ns"; then
+      ip netns add "$ns"
+      ip link add "$NETNS-v$node" type veth peer name eth0 netns "$ns"
+      ip link set "$NETNS-v$node" master "$NETNS-br"
+      ip -n "$ns" addr add "$(broker_host "$node")/24" dev eth0
+      ip -n "$ns" link set eth0 up
+      ip -n "$ns" link set lo up
+    fi
+    ip link set "$NETNS-v$node" up
+  done
+}
+
+netns_down() {
+  [ -n "$NETNS" ] || return 0
+  local node
+  for ((node = 1; node <= BROKERS; node++)); do ip netns del "$NETNS-k$node" 2>/dev/null || true; done
+  ip link del "$NETNS-br" 2>/dev/null || true
+}
+
+# Node $2's link to the bridge $1 (up or down): the node joined to, or cut off from, the
+# other nodes and every client.
+node_link() {
+  [ -n "$NETNS" ] || die "isolating a node needs CHAINFLOW_STACK_NETNS (its own network namespace)"
+  [[ "${2:-}" =~ ^[1-9]$ ]] && ((${2} <= BROKERS)) || die "expected a node number from 1 to $BROKERS, got '${2:-}'"
+  ip link set "$NETNS-v$2" "$1"
+  log "$(broker_name "$2"): link $1"
 }
 
 start_kafka() {
   [ -f "$KAFKA_LIBS/.complete" ] || die "Apache Kafka $KAFKA_VERSION is not installed in $KAFKA_LIBS (run ops/install.sh)"
   mkdir -p "$STACK"
   echo "$BROKERS" >"$SHAPE_FILE"
+  netns_up
   local node
   for ((node = 1; node <= BROKERS; node++)); do launch_broker "$node"; done
   # a port opens once its node has joined the quorum and is admitted as a broker
@@ -269,6 +321,7 @@ down() {
   local node
   for ((node = 1; node <= BROKERS; node++)); do stop_one "$(broker_name "$node")" & done
   wait
+  netns_down
 }
 
 status() {
@@ -279,14 +332,14 @@ status() {
       if eval "$probe" >/dev/null 2>&1; then state="up (pid $(pid_of "$name"))"; else state="starting or unhealthy (pid $(pid_of "$name"))"; rc=1; fi
     elif port_busy "$port"; then state="port in use by another program"; rc=1
     else state="down"; rc=1; fi
-    printf '  %-11s 127.0.0.1:%-6s %s\n' "$name" "$port" "$state"
+    printf '  %-11s %s:%-6s %s\n' "$name" "${4:-127.0.0.1}" "$port" "$state"
   }
   # Apache Kafka: each KRaft node, its controller port and the partitions it leads
   local node leaders
   leaders="$(python3 "$ROOT/ops/lib/leaders.py" "$(node_list bootstrap)" 2>/dev/null || true)"
   for ((node = 1; node <= BROKERS; node++)); do
-    row "$(broker_name "$node")" "$(broker_port "$node")" "kafka_probe $node"
-    printf '  %-11s node %s, controller 127.0.0.1:%s, leads %s\n' "" "$node" "$(controller_port "$node")" \
+    row "$(broker_name "$node")" "$(broker_port "$node")" "kafka_probe $node" "$(broker_host "$node")"
+    printf '  %-11s node %s, controller %s:%s, leads %s\n' "" "$node" "$(broker_host "$node")" "$(controller_port "$node")" \
       "$(sed -n "s/^$node //p" <<<"$leaders" | grep . || echo "nothing it could report (the cluster did not answer)")"
   done
   row clickhouse "$CH_HTTP_PORT" "$clickhouse_probe"
@@ -300,5 +353,7 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   env) stack_env ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  isolate) node_link down "${2:-}" ;;
+  reconnect) node_link up "${2:-}" ;;
+  *) echo "usage: $0 up|down|status|env|isolate N|reconnect N" >&2; exit 2 ;;
 esac

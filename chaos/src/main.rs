@@ -41,12 +41,28 @@ struct Args {
     /// Seed of the feed.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// More environment for every sink, `KEY=VALUE` (repeatable): to see a scenario fail
+    /// with a part of the sink's fault handling turned off (a very long
+    /// `CHAINFLOW_SINK__INSERT_TIMEOUT_MS`, say).
+    #[arg(long = "sink-env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    sink_env: Vec<(&'static str, &'static str)>,
     /// Options per scenario, in place of the form's (a quick try of a full scenario).
     #[arg(long, value_name = "N")]
     options: Option<u64>,
+    /// toxiproxy's server (ops/chaos.sh passes the one ops/install.sh built).
+    #[arg(long, value_name = "PATH")]
+    toxiproxy: PathBuf,
     /// Also write the table, as Markdown, to this file.
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
+}
+
+/// A `KEY=VALUE` of `--sink-env`, kept for the whole run.
+fn parse_env(pair: &str) -> Result<(&'static str, &'static str), String> {
+    let (k, v) = pair
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {pair:?}"))?;
+    Ok((String::leak(k.to_string()), String::leak(v.to_string())))
 }
 
 fn scenario(name: &'static str, options: u64, fault: Fault, feed_secs: u64) -> Scenario {
@@ -60,15 +76,23 @@ fn scenario(name: &'static str, options: u64, fault: Fault, feed_secs: u64) -> S
     }
 }
 
+/// A scenario whose sinks reach ClickHouse through toxiproxy, with an insert timeout of 5 s.
+fn through_proxy(mut sc: Scenario) -> Scenario {
+    sc.sink_env = vec![
+        ("CHAINFLOW_CLICKHOUSE__URL", stack::CLICKHOUSE_PROXY),
+        ("CHAINFLOW_SINK__INSERT_TIMEOUT_MS", "5000"),
+    ];
+    sc
+}
+
 /// A scenario whose enrichers write in transactions (exactly-once).
 fn transactional(mut sc: Scenario) -> Scenario {
     sc.enrich_env = vec![("CHAINFLOW_ENRICH__TRANSACTIONS", "true")];
     sc
 }
 
-/// The short form: six scenarios of about 10,000 options, one of them a kill at an exact
-/// point, within minutes. (No replication scenario yet: `leader-sigkill-20s` fails on the
-/// stall docs/guarantees.md describes.)
+/// The short form: seven scenarios of about 10,000 options, one of them a replication fault
+/// and one a kill at an exact point, within minutes.
 fn short() -> Vec<Scenario> {
     vec![
         scenario("sink-sigkill-x3", 10_000, Fault::KillSink(3), 20),
@@ -76,6 +100,7 @@ fn short() -> Vec<Scenario> {
         scenario("poison-mix", 10_000, Fault::Poison, 10),
         scenario("double-sigterm", 10_000, Fault::DoubleSigterm, 15),
         scenario("registry-down-20s", 10_000, Fault::RegistryDown(20), 15),
+        scenario("leader-sigkill-20s", 10_000, Fault::LeaderKilled(20), 40),
         scenario("sink-abort-after-insert", 10_000, Fault::AbortAt("sink.inserted"), 15),
     ]
 }
@@ -104,6 +129,9 @@ fn full() -> Vec<Scenario> {
         scenario("broker-sigstop-60s", n, Fault::BrokerFrozen(60), 90),
         scenario("rolling-restart", n, Fault::RollingRestart, 90),
         scenario("quorum-leader-sigkill-20s", n, Fault::QuorumLeaderKilled(20), 60),
+        scenario("broker-isolated-30s", n, Fault::BrokerIsolated(30), 60),
+        through_proxy(scenario("clickhouse-slow-30s", n, Fault::ClickHouseSlow(30), 45)),
+        through_proxy(scenario("clickhouse-ack-lost-20s", n, Fault::ClickHouseAckLost(20), 45)),
         scenario("feed-sigkill", n, Fault::FeedKilled, 40),
         scenario("sink-abort-after-ledger", n, Fault::AbortAt("sink.recorded"), 30),
         scenario("sink-abort-after-insert", n, Fault::AbortAt("sink.inserted"), 30),
@@ -170,9 +198,12 @@ async fn suite(args: &Args) -> Result<bool> {
     let scenarios: Vec<Scenario> = (if args.full { full() } else { short() })
         .into_iter()
         .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.name))
-        .map(|s| Scenario {
-            options: args.options.unwrap_or(s.options),
-            ..s
+        .map(|mut s| {
+            s.sink_env.extend(args.sink_env.iter().copied());
+            Scenario {
+                options: args.options.unwrap_or(s.options),
+                ..s
+            }
         })
         .collect();
     eprintln!(
@@ -180,7 +211,7 @@ async fn suite(args: &Args) -> Result<bool> {
         dir.display(),
         stack::BROKERS
     );
-    let stack = stack::PrivateStack::up(&root, &dir)?;
+    let stack = stack::PrivateStack::up(&root, &dir, &args.toxiproxy).await?;
     let mut rows = Vec::new();
     for (i, sc) in scenarios.iter().enumerate() {
         eprintln!("[chaos] {} ({} options, {:?})", sc.name, sc.options, sc.fault);

@@ -1,6 +1,8 @@
 //! The suite's own stack: `ops/stack.sh` with a directory and ports of its own, so that
 //! faults never touch the developer's stack, and Kafka as a cluster of [`BROKERS`] nodes
-//! (replication factor 3, `min.insync.replicas` 2).
+//! (replication factor 3, `min.insync.replicas` 2), each in a network namespace of its own
+//! (so that one can be cut off from the others and from the clients); and toxiproxy between
+//! the network scenarios' sinks and ClickHouse ([`Proxy`]).
 
 use anyhow::{bail, Context, Result};
 use chainflow_config::Config;
@@ -20,6 +22,15 @@ const PORTS: [(&str, u16); 6] = [
 /// Kafka nodes of the private stack.
 pub const BROKERS: i32 = 3;
 
+/// The prefix of the private stack's network namespaces, links and bridge.
+const NETNS: &str = "cfchaos";
+
+/// Where the network scenarios' sinks reach ClickHouse: toxiproxy's listener, in front of
+/// the stack's ClickHouse.
+pub const CLICKHOUSE_PROXY: &str = "http://127.0.0.1:28124";
+/// toxiproxy's API.
+const PROXY_API: &str = "127.0.0.1:28474";
+
 /// The stack's name of Kafka node `node` (`broker`, `broker-2`, ...).
 pub fn broker_name(node: i32) -> String {
     if node == 1 {
@@ -37,16 +48,21 @@ pub struct PrivateStack {
     pub config: Config,
     /// `CHAINFLOW_*` variables that point a `chainflow` process at it.
     pub env: Vec<(String, String)>,
+    /// toxiproxy in front of its ClickHouse.
+    pub proxy: Proxy,
 }
 
 impl PrivateStack {
-    /// Starts a stack in `dir` (fresh stores), from the repository at `root`.
-    pub fn up(root: &Path, dir: &Path) -> Result<Self> {
+    /// Starts a stack in `dir` (fresh stores), from the repository at `root`, with
+    /// toxiproxy's server `toxiproxy` in front of its ClickHouse.
+    pub async fn up(root: &Path, dir: &Path, toxiproxy: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir.join("logs"))?;
         let mut stack = Self {
             root: root.to_path_buf(),
             dir: dir.to_path_buf(),
             config: Config::default(),
             env: Vec::new(),
+            proxy: Proxy::start(toxiproxy, &dir.join("logs")).await?,
         };
         stack.script("up")?;
         let out = stack.command("env").output().context("ops/stack.sh env")?;
@@ -62,9 +78,10 @@ impl PrivateStack {
 
     fn command(&self, action: &str) -> Command {
         let mut cmd = Command::new(self.root.join("ops/stack.sh"));
-        cmd.arg(action)
+        cmd.args(action.split(' '))
             .env("CHAINFLOW_STACK_DIR", &self.dir)
-            .env("CHAINFLOW_STACK_BROKERS", BROKERS.to_string());
+            .env("CHAINFLOW_STACK_BROKERS", BROKERS.to_string())
+            .env("CHAINFLOW_STACK_NETNS", NETNS);
         for (k, v) in PORTS {
             cmd.env(k, v.to_string());
         }
@@ -94,6 +111,12 @@ impl PrivateStack {
     /// Stops the stack.
     pub fn down(&self) -> Result<()> {
         self.script("down")
+    }
+
+    /// Cuts Kafka node `node` off from the other nodes and from every client (its network
+    /// namespace's link down), or joins it again.
+    pub fn isolate(&self, node: i32, cut: bool) -> Result<()> {
+        self.script(&format!("{} {node}", if cut { "isolate" } else { "reconnect" }))
     }
 
     /// The pid of component `name` (`broker`, `broker-2`, `clickhouse`, `registry`).
@@ -151,6 +174,14 @@ pub fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Whether process `pid` is stopped (SIGSTOP: state `T` in `/proc/PID/stat`).
+pub fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
+        .unwrap_or(false)
+}
+
 /// Kills `pid` and waits until it is gone.
 pub async fn kill_and_wait(pid: u32) -> Result<()> {
     signal("KILL", pid)?;
@@ -158,4 +189,76 @@ pub async fn kill_and_wait(pid: u32) -> Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+/// toxiproxy in front of ClickHouse: what the network scenarios' sinks talk to, with the
+/// faults ("toxics") they add and remove through its API.
+pub struct Proxy {
+    _server: tokio::process::Child,
+    http: reqwest::Client,
+}
+
+impl Proxy {
+    /// Starts toxiproxy's server `bin` (its log in `logs`) with one proxy, `clickhouse`, from
+    /// [`CLICKHOUSE_PROXY`] to ClickHouse's HTTP port.
+    pub async fn start(bin: &Path, logs: &Path) -> Result<Self> {
+        let (host, port) = PROXY_API.split_once(':').expect("host:port");
+        let log = std::fs::File::create(logs.join("toxiproxy.log"))?;
+        let server = tokio::process::Command::new(bin)
+            .args(["-host", host, "-port", port])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {} (ops/install.sh builds it)", bin.display()))?;
+        let proxy = Self {
+            _server: server,
+            http: reqwest::Client::new(),
+        };
+        let upstream = format!("127.0.0.1:{}", PORTS[2].1);
+        let listen = CLICKHOUSE_PROXY.trim_start_matches("http://");
+        let body = serde_json::json!({"name": "clickhouse", "listen": listen, "upstream": upstream, "enabled": true});
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            match proxy.call(reqwest::Method::POST, "/proxies", Some(&body)).await {
+                Ok(()) => return Ok(proxy),
+                Err(e) if std::time::Instant::now() > deadline => return Err(e.context("toxiproxy did not answer")),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    /// Adds the toxic `name` of `kind` (`latency`, `timeout`, ...) with `attributes` to the
+    /// data ClickHouse sends back (downstream): the requests pass, the answers suffer.
+    pub async fn add(&self, name: &str, kind: &str, attributes: serde_json::Value) -> Result<()> {
+        let body = serde_json::json!({"name": name, "type": kind, "stream": "downstream", "toxicity": 1.0, "attributes": attributes});
+        self.call(reqwest::Method::POST, "/proxies/clickhouse/toxics", Some(&body))
+            .await
+    }
+
+    /// Removes the toxic `name`.
+    pub async fn remove(&self, name: &str) -> Result<()> {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/proxies/clickhouse/toxics/{name}"),
+            None,
+        )
+        .await
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&serde_json::Value>) -> Result<()> {
+        let mut request = self.http.request(method, format!("http://{PROXY_API}{path}"));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let answer = request.send().await.with_context(|| format!("toxiproxy {path}"))?;
+        if !answer.status().is_success() {
+            bail!(
+                "toxiproxy {path}: {} {}",
+                answer.status(),
+                answer.text().await.unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
 }

@@ -2,9 +2,10 @@
 //! insert, so that after a crash the ranges not yet committed are read again as the same
 //! batches, and a retried insert carries the same deduplication token.
 
-use chainflow_clickhouse::{classify, Failure};
+use chainflow_clickhouse::{classify, insert, timed_out, Failure};
 use clickhouse::Client;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// A row of `sink_batches`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
@@ -60,14 +61,20 @@ impl Recorded {
 pub struct Ledger {
     client: Client,
     group: String,
+    /// How long one exchange with ClickHouse may take (`sink.insert_timeout_ms`): a server
+    /// that stops answering (frozen, or its answers lost) fails the ledger's calls as it
+    /// fails an insert, so that they are retried with the partitions paused, instead of
+    /// holding the flush until it answers again.
+    timeout: Duration,
 }
 
 impl Ledger {
-    /// The ledger of `group` in the database of `client`.
-    pub fn new(client: Client, group: &str) -> Self {
+    /// The ledger of `group` in the database of `client`, each call given up after `timeout`.
+    pub fn new(client: Client, group: &str, timeout: Duration) -> Self {
         Self {
             client,
             group: group.to_string(),
+            timeout,
         }
     }
 
@@ -78,24 +85,14 @@ impl Ledger {
 
     /// Records `rows` (one insert for all).
     pub async fn record(&self, rows: &[LedgerRow]) -> Result<(), Failure> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut insert = self
-            .client
-            .insert::<LedgerRow>("sink_batches")
-            .await
-            .map_err(|e| classify(&e))?;
-        for row in rows {
-            insert.write(row).await.map_err(|e| classify(&e))?;
-        }
-        insert.end().await.map_err(|e| classify(&e))
+        insert(&self.client, "sink_batches", rows.iter(), None, self.timeout).await
     }
 
     /// The batches of `topic`/`partition` recorded at or after `from` (the committed offset)
     /// since the partition's latest restart mark, in offset order.
     pub async fn pending(&self, topic: &str, partition: i32, from: i64) -> Result<Vec<Recorded>, Failure> {
-        self.client
+        let query = self
+            .client
             .query(
                 "SELECT first_offset, last_offset, token, first_digest FROM sink_batches FINAL \
                  WHERE group_id = ? AND topic = ? AND partition = ? AND first_offset >= ? \
@@ -111,9 +108,11 @@ impl Ledger {
             .bind(topic)
             .bind(partition)
             .bind(RESTART_MARK)
-            .fetch_all()
-            .await
-            .map_err(|e| classify(&e))
+            .fetch_all();
+        match tokio::time::timeout(self.timeout, query).await {
+            Ok(answer) => answer.map_err(|e| classify(&e)),
+            Err(_) => Err(timed_out(self.timeout)),
+        }
     }
 
     /// Marks `topic`/`partition` restarted: every batch recorded until now is left alone

@@ -102,7 +102,7 @@ impl<S: Stream> StreamSink<S> {
         let s = &self.section;
         let io = Io {
             stream: self.stream,
-            ledger: Ledger::new(client.clone(), &group),
+            ledger: Ledger::new(client.clone(), &group, Duration::from_millis(s.insert_timeout_ms)),
             client,
             dlq,
             tokens: server.has_dedup_token(),

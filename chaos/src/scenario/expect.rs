@@ -84,18 +84,25 @@ impl Expect {
             Fault::KillSink(n) | Fault::KillEnrich(n) => killed(n.into()),
             Fault::ClickHouseDown(_)
             | Fault::ClickHouseFrozen(_)
+            | Fault::ClickHouseSlow(_)
+            | Fault::ClickHouseAckLost(_)
             | Fault::TableDetached(_)
             | Fault::RegistryDown(_) => clickhouse,
             Fault::BrokerDown(secs) => Expect {
                 // past message.timeout.ms (60 s) the feed gives up, and is started again
-                feed_restarts: if secs > 60 { Count::AtLeast(1) } else { Count::Exactly(0) },
+                feed_restarts: if secs > 60 {
+                    Count::AtLeast(1)
+                } else {
+                    Count::Exactly(0)
+                },
                 ..KAFKA
             },
             Fault::LeaderKilled(_)
             | Fault::TwoBrokersDown(_)
             | Fault::BrokerFrozen(_)
             | Fault::RollingRestart
-            | Fault::QuorumLeaderKilled(_) => KAFKA,
+            | Fault::QuorumLeaderKilled(_)
+            | Fault::BrokerIsolated(_) => KAFKA,
             // replaced members: the others re-join each time
             Fault::RebalanceStorm(_) => Expect {
                 rebalances: Count::AtLeast(1),

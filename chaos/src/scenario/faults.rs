@@ -5,7 +5,7 @@
 use super::poison::poison;
 use super::setup::{Cast, Feed, Run};
 use super::{wait_stored, Fault, Row, RECOVERY_LIMIT, START};
-use crate::observe::{Group, Keys};
+use crate::observe::{self, Group, Keys};
 use crate::procs::Component;
 use crate::stack::{self, PrivateStack};
 use anyhow::{bail, Context, Result};
@@ -43,7 +43,9 @@ pub async fn inject(
             cluster_down(stack, secs).await?;
             // past its delivery timeout the feed exits saying which setting it ran out of
             if secs > 60 && !run.log("feed0").contains("message.timeout.ms") {
-                bail!("fault not observed: the feed did not exit naming message.timeout.ms while the brokers were down");
+                bail!(
+                    "fault not observed: the feed did not exit naming message.timeout.ms while the brokers were down"
+                );
             }
         }
         Fault::RebalanceStorm(secs) => storm(run, cast, secs).await?,
@@ -51,11 +53,14 @@ pub async fn inject(
         Fault::RegistryDown(secs) => registry_down(run, cast, secs).await?,
         Fault::Poison => return poison(run).await,
         Fault::TopicRecreated => recreate_topic(run, feed, groups).await?,
-        Fault::LeaderKilled(secs) => leader_killed(stack, secs).await?,
+        Fault::LeaderKilled(secs) => leader_away(stack, Away::Killed, secs).await?,
         Fault::TwoBrokersDown(secs) => two_brokers_down(stack, feed, secs).await?,
         Fault::BrokerFrozen(secs) => broker_frozen(stack, secs).await?,
         Fault::RollingRestart => rolling_restart(stack).await?,
         Fault::QuorumLeaderKilled(secs) => quorum_leader_killed(stack, secs).await?,
+        Fault::BrokerIsolated(secs) => leader_away(stack, Away::Isolated, secs).await?,
+        Fault::ClickHouseSlow(secs) => slow_answers(stack, secs).await?,
+        Fault::ClickHouseAckLost(secs) => acks_lost(run, &cast.sinks[0].0, secs).await?,
         Fault::FeedKilled => {
             tokio::time::sleep(Duration::from_secs(8)).await;
             feed.kill().await?;
@@ -143,33 +148,56 @@ async fn replicated(asker: &Asker) -> Result<()> {
 /// 9 s, then an election), with room.
 const FAILOVER: Duration = Duration::from_secs(30);
 
-/// Node `node` killed; `observed` must hold of the placements within [`FAILOVER`]; the
-/// node started again `secs` later (whether or not it held), and every partition then
-/// fully replicated again.
+/// How a node is taken away from its cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Away {
+    /// SIGKILLed, and started again.
+    Killed,
+    /// Cut off from the other nodes and from every client (its network namespace's link
+    /// down), and joined again.
+    Isolated,
+}
+
+/// `nodes` taken away as `how` says; `observed` must hold of the placements within
+/// [`FAILOVER`]; the nodes back `secs` after they went (whether or not it held), and every
+/// partition then fully replicated again.
 async fn node_down(
     stack: &PrivateStack,
     asker: &Asker,
     nodes: &[i32],
+    how: Away,
     secs: u64,
     what: &str,
     observed: impl Fn(&[Placement]) -> bool,
 ) -> Result<()> {
+    let back_at = Instant::now() + Duration::from_secs(secs);
     for node in nodes {
-        stack::kill_and_wait(stack.pid(&stack::broker_name(*node))?).await?;
+        match how {
+            Away::Killed => stack::kill_and_wait(stack.pid(&stack::broker_name(*node))?).await?,
+            Away::Isolated => stack.isolate(*node, true)?,
+        }
     }
     let seen = observe_placements(asker, FAILOVER, what, observed).await;
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stack.start_missing()?;
+    tokio::time::sleep_until(back_at).await;
+    match how {
+        Away::Killed => stack.start_missing()?,
+        Away::Isolated => {
+            for node in nodes {
+                stack.isolate(*node, false)?;
+            }
+        }
+    }
     seen?;
     replicated(asker).await
 }
 
-/// The node leading the busiest partition killed; the partition must get another leader.
-async fn leader_killed(stack: &PrivateStack, secs: u64) -> Result<()> {
+/// The node leading the busiest partition taken away for `secs`; the partition must get
+/// another leader.
+async fn leader_away(stack: &PrivateStack, how: Away, secs: u64) -> Result<()> {
     let asker = asker(stack)?;
     let (topic, partition, leader) = busiest(&asker).await?;
     let what = format!("{topic}[{partition}] led by another node than {leader}");
-    node_down(stack, &asker, &[leader], secs, &what, |p| {
+    node_down(stack, &asker, &[leader], how, secs, &what, |p| {
         p.iter()
             .any(|(t, q, l, _)| *t == topic && *q == partition && *l > 0 && *l != leader)
     })
@@ -195,7 +223,8 @@ async fn two_brokers_down(stack: &PrivateStack, feed: &Feed, secs: u64) -> Resul
     let before = ends(&asker, &survivor).await;
     tokio::time::sleep(Duration::from_secs(20)).await;
     let after = ends(&asker, &survivor).await;
-    let waiting = feed.running() && !survivor.is_empty() && before.is_ok() && before.as_ref().ok() == after.as_ref().ok();
+    let waiting =
+        feed.running() && !survivor.is_empty() && before.is_ok() && before.as_ref().ok() == after.as_ref().ok();
     tokio::time::sleep(Duration::from_secs(secs.saturating_sub(25))).await;
     stack.start_missing()?;
     if !waiting {
@@ -299,6 +328,55 @@ async fn abort_at(run: &Run<'_>, cast: &Cast, point: &str) -> Result<Added> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(added)
+}
+
+/// How late ClickHouse's answers come in `clickhouse-slow-*`: past the scenario's 5 s
+/// insert timeout.
+const SLOW_ANSWER_MS: u64 = 8_000;
+
+/// ClickHouse's answers to the sinks delayed [`SLOW_ANSWER_MS`] for `secs` (the requests
+/// themselves pass at once: each insert is applied and then timed out by the sink).
+async fn slow_answers(stack: &PrivateStack, secs: u64) -> Result<()> {
+    stack
+        .proxy
+        .add(
+            "slow",
+            "latency",
+            serde_json::json!({"latency": SLOW_ANSWER_MS, "jitter": 0}),
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stack.proxy.remove("slow").await
+}
+
+/// ClickHouse's acknowledgement of an insert lost after the insert was applied: the
+/// sink's first process stops itself once a flush is recorded in the ledger (its fault
+/// point `sink.recorded`, armed to `stop`), every answer ClickHouse sends the sinks is then
+/// dropped, and the sink continued, so that it sends the insert, ClickHouse applies it and
+/// the sink never hears so (its insert times out, and is retried) for `secs`. The fault is
+/// seen when the scenario's rows grow in ClickHouse while no answer reaches the sink.
+async fn acks_lost(run: &Run<'_>, sink: &Component, secs: u64) -> Result<()> {
+    let pid = sink.running(Duration::from_secs(30)).await?;
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while !stack::stopped(pid) {
+        if Instant::now() > deadline {
+            bail!("fault not observed: the sink did not stop at sink.recorded within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = observe::counts(&run.db, &run.product, false).await?.total();
+    run.stack
+        .proxy
+        .add("acks_lost", "timeout", serde_json::json!({"timeout": 0}))
+        .await?;
+    stack::signal("CONT", pid)?;
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let applied = observe::counts(&run.db, &run.product, false).await?.total();
+    run.stack.proxy.remove("acks_lost").await?;
+    if applied <= before {
+        bail!("fault not observed: no insert was applied while ClickHouse's answers were lost ({before} rows before, {applied} after)");
+    }
+    Ok(())
 }
 
 /// SIGKILL `c` `times` times, 3–8 s apart (its supervisor restarts it).

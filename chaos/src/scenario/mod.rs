@@ -60,6 +60,15 @@ pub enum Fault {
     RollingRestart,
     /// The node leading the KRaft quorum SIGKILLed, started again so many seconds later.
     QuorumLeaderKilled(u64),
+    /// The node leading the busiest partition cut off from the other nodes and from every
+    /// client (its network namespace's link down) for so many seconds.
+    BrokerIsolated(u64),
+    /// ClickHouse's answers to the sinks delayed 8 s (past their 5 s insert timeout) for so
+    /// many seconds, by toxiproxy.
+    ClickHouseSlow(u64),
+    /// ClickHouse's answers to the sinks dropped for so many seconds (toxiproxy): the
+    /// inserts are applied, their acknowledgements lost, and the sinks write them again.
+    ClickHouseAckLost(u64),
     /// The feed SIGKILLed 8 s in; its supervisor starts it again (it resends from its start).
     FeedKilled,
     /// The first sink's or enricher's first process aborts at this fault point (the poison

@@ -1,8 +1,8 @@
 //! One scenario's run: its product, database and groups, its supervised enrichers and
 //! sinks, and its seeded feed, whose totals are known before it starts.
 
-use super::{Scenario, START};
 use super::expect::Effects;
+use super::{Scenario, START};
 use crate::observe::{self, Group, Keys};
 use crate::procs::{Component, Launch};
 use crate::stack::PrivateStack;
@@ -174,13 +174,19 @@ pub struct Cast {
 }
 
 /// `CHAINFLOW_FAULTS` for the first start of component number `index` of `stage` (`sink`,
-/// `enrich`): armed for the first one when `fault` aborts one at a point of that stage.
+/// `enrich`): armed for the first one when `fault` aborts one at a point of that stage, or
+/// stops the first sink once its ledger row is recorded (to lose the acknowledgement of the
+/// insert that follows).
 fn first_env(fault: super::Fault, stage: &str, index: usize) -> Vec<(String, String)> {
-    match fault {
-        super::Fault::AbortAt(point) if index == 0 && point.starts_with(&format!("{stage}.")) => {
-            vec![("CHAINFLOW_FAULTS".into(), format!("{point}=abort"))]
-        }
-        _ => Vec::new(),
+    let armed = match fault {
+        super::Fault::AbortAt(point) if point.starts_with(&format!("{stage}.")) => format!("{point}=abort"),
+        super::Fault::ClickHouseAckLost(_) if stage == "sink" => "sink.recorded=stop".into(),
+        _ => return Vec::new(),
+    };
+    if index == 0 {
+        vec![("CHAINFLOW_FAULTS".into(), armed)]
+    } else {
+        Vec::new()
     }
 }
 

@@ -65,7 +65,8 @@ impl<S: Stream> Worker<S> {
         for change in self.consumer.context().take_changes() {
             match change {
                 Change::Revoked(tps) => {
-                    metrics::counter!("chainflow_sink_rebalances_total", "stream" => S::NAME, "change" => "revoked").increment(1);
+                    metrics::counter!("chainflow_sink_rebalances_total", "stream" => S::NAME, "change" => "revoked")
+                        .increment(1);
                     for tp in &tps {
                         self.flying.remove(tp);
                         if let Some(b) = self.batches.remove(tp) {
@@ -80,7 +81,8 @@ impl<S: Stream> Worker<S> {
                     }
                 }
                 Change::Assigned(tps) => {
-                    metrics::counter!("chainflow_sink_rebalances_total", "stream" => S::NAME, "change" => "assigned").increment(1);
+                    metrics::counter!("chainflow_sink_rebalances_total", "stream" => S::NAME, "change" => "assigned")
+                        .increment(1);
                     tracing::info!(stream = S::NAME, partitions = ?tps, "partitions assigned");
                     for tp in &tps {
                         self.recorded.remove(tp);
