@@ -114,9 +114,11 @@ impl Expect {
                 ..killed(1)
             },
             Fault::Poison => CALM,
-            // the sinks' topic goes away and comes back: their partitions are revoked
+            // the sinks' topic goes away and comes back: their partitions are revoked, and a
+            // commit for the deleted topic's partitions may be refused
             Fault::TopicRecreated => Expect {
                 rebalances: Count::Any,
+                commit_errors: Count::Any,
                 ..CALM
             },
             Fault::FeedKilled => Expect {

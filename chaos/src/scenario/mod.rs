@@ -187,7 +187,8 @@ async fn run_inner(
     if !matches!(sc.fault, Fault::DoubleSigterm) {
         row.sigterm_exit = exit.as_secs_f64();
     }
-    let mut problems = tally(&run, &expect, row).await?;
+    let mut problems = tally(&run, sc.fault, &expect, row).await?;
+    problems.extend(added.unobserved);
     match effects {
         Ok(effects) => {
             row.effects = Effects {
@@ -247,8 +248,10 @@ impl LagSampler {
 
 /// Counts what was stored into `row` (rows with and without `FINAL`, the natural keys
 /// missing and extra against `expect`, dead letters, the duplicates before and after
-/// `OPTIMIZE ... FINAL`); what does not balance, naming the first keys that do not.
-async fn tally(run: &Run<'_>, expect: &Keys, row: &mut Row) -> Result<Vec<String>> {
+/// `OPTIMIZE ... FINAL`); what does not balance, naming the first keys that do not, and
+/// after `fault` lost ClickHouse's answers, rows stored twice on a server that takes
+/// deduplication tokens.
+async fn tally(run: &Run<'_>, fault: Fault, expect: &Keys, row: &mut Row) -> Result<Vec<String>> {
     let final_ = observe::counts(&run.db, &run.product, true).await?;
     let plain = observe::counts(&run.db, &run.product, false).await?;
     row.stored_final = final_.total();
@@ -264,6 +267,19 @@ async fn tally(run: &Run<'_>, expect: &Keys, row: &mut Row) -> Result<Vec<String
     let mut problems = Vec::new();
     if !which.is_empty() {
         problems.push(which);
+    }
+    // an insert written again after its acknowledgement was lost carries the same token: a
+    // server that takes tokens drops it (an older one keeps it until FINAL or a merge)
+    if matches!(fault, Fault::ClickHouseAckLost(_) | Fault::ClickHouseSlow(_))
+        && row.duplicates_before > 0
+        && chainflow_clickhouse::ServerVersion::detect(&run.db)
+            .await?
+            .has_dedup_token()
+    {
+        problems.push(format!(
+            "{} rows stored twice although the server drops repeats by token",
+            row.duplicates_before
+        ));
     }
     if row.dead_lettered != row.dead_expected {
         problems.push(format!(
