@@ -329,16 +329,24 @@ impl Group {
     }
 }
 
-/// The `/metrics` text of the component on `127.0.0.1:port`.
+/// The `/metrics` text of the component on `127.0.0.1:port`, asked again for up to 30 s
+/// (a component just started again serves it only once it runs).
 pub async fn scrape(port: u16) -> Result<String> {
     let url = format!("http://127.0.0.1:{port}/metrics");
-    reqwest::get(&url)
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .with_context(|| format!("reading {url}"))?
-        .text()
-        .await
-        .with_context(|| format!("reading {url}"))
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = match reqwest::get(&url).await.and_then(reqwest::Response::error_for_status) {
+            Ok(r) => r.text().await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(text) => return Ok(text),
+            Err(e) if tokio::time::Instant::now() > deadline => {
+                return Err(e).with_context(|| format!("reading {url}"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
 
 /// The sum of the series of `name` in a `/metrics` text whose labels include `label` (any

@@ -52,6 +52,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_ledger_first_record.sql",
         sql: include_str!("../clickhouse/0007_ledger_first_record.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_dead_letters_by_source.sql",
+        sql: include_str!("../clickhouse/0008_dead_letters_by_source.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "0009_dead_letters_deduplication.sql",
+        sql: include_str!("../clickhouse/0009_dead_letters_deduplication.sql"),
+    },
 ];
 
 /// The tables that grow with the data, each with the DateTime column its monthly
@@ -112,8 +122,9 @@ impl Migration {
     /// rows a ReplacingMergeTree or AggregatingMergeTree merges always meet on one shard); a
     /// materialized view reads and writes the local tables of its shard; a plain view reads
     /// the distributed ones. `non_replicated_deduplication_window` settings are left out:
-    /// replicated tables deduplicate inserts by default. An error names a statement of a kind
-    /// it does not know.
+    /// replicated tables deduplicate inserts by default. A table made again under another
+    /// key is copied, renamed and dropped as `table_moved` says. An error names a statement
+    /// of a kind it does not know.
     pub fn cluster_statements(&self, database: &str, cluster: &str) -> Result<Vec<String>, String> {
         let tables = created_tables(database);
         let mut out = Vec::new();
@@ -218,6 +229,9 @@ fn on_cluster(s: &str, db: &str, cluster: &str, tables: &[String]) -> Result<Vec
         let (name, body) = split_name(rest)?;
         return Ok(vec![format!("{CREATE_VIEW}{name} ON CLUSTER {cluster} {body}")]);
     }
+    if let Some(moved) = table_moved(s, cluster) {
+        return moved;
+    }
     if s.starts_with("ALTER TABLE ") && s.contains("MODIFY SETTING non_replicated_deduplication_window") {
         return Ok(Vec::new());
     }
@@ -233,6 +247,33 @@ fn on_cluster(s: &str, db: &str, cluster: &str, tables: &[String]) -> Result<Vec
         }
     }
     Err(format!("no cluster form for this kind of statement: {first_line}"))
+}
+
+/// The cluster form of a statement that moves a table's rows (made again under another
+/// key): a copy runs once, through the distributed tables and synchronously (a rename
+/// follows); a rename renames the local tables only (a distributed table reads whichever
+/// local table bears its local name); a table is dropped in both parts. `None` for other
+/// kinds of statement.
+fn table_moved(s: &str, cluster: &str) -> Option<Result<Vec<String>, String>> {
+    if s.starts_with("INSERT INTO ") && s.contains(" SELECT ") {
+        return Some(Ok(vec![format!("{s} SETTINGS insert_distributed_sync = 1")]));
+    }
+    if let Some(rest) = s.strip_prefix("RENAME TABLE ") {
+        let pairs = rest.split(", ").map(|pair| {
+            let (from, to) = pair.split_once(" TO ").ok_or_else(|| format!("no TO in {pair}"))?;
+            Ok(format!("{from}_local TO {to}_local"))
+        });
+        return Some(
+            pairs
+                .collect::<Result<Vec<_>, String>>()
+                .map(|pairs| vec![format!("RENAME TABLE {} ON CLUSTER {cluster}", pairs.join(", "))]),
+        );
+    }
+    let name = s.strip_prefix("DROP TABLE IF EXISTS ")?;
+    Some(Ok(vec![
+        format!("DROP TABLE IF EXISTS {name}_local ON CLUSTER {cluster}"),
+        format!("DROP TABLE IF EXISTS {name} ON CLUSTER {cluster}"),
+    ]))
 }
 
 #[cfg(test)]
@@ -260,7 +301,11 @@ mod tests {
             .flat_map(|m| m.cluster_statements("db", "prod").unwrap())
             .collect();
         for s in &all {
-            assert!(s.contains(" ON CLUSTER prod "), "{s}");
+            // a copy between tables runs once, through the distributed tables
+            assert!(
+                s.contains(" ON CLUSTER prod") || s.starts_with("INSERT INTO db.dead_letters_by_source SELECT"),
+                "{s}"
+            );
             assert!(
                 !s.contains("ENGINE = ReplacingMergeTree") && !s.contains("ENGINE = AggregatingMergeTree"),
                 "{s}"
@@ -321,6 +366,39 @@ mod tests {
         assert!(
             MIGRATIONS[1].cluster_statements("db", "prod").unwrap().is_empty(),
             "dedup windows are replicated tables' default"
+        );
+    }
+
+    #[test]
+    fn a_table_made_again_under_another_key_swaps_its_local_parts_on_a_cluster() {
+        let m = MIGRATIONS
+            .iter()
+            .find(|m| m.name == "0008_dead_letters_by_source.sql")
+            .unwrap();
+        let all = m.cluster_statements("db", "prod").unwrap();
+        let at = |prefix: &str| {
+            all.iter()
+                .position(|s| s.starts_with(prefix))
+                .unwrap_or_else(|| panic!("{prefix}: {all:#?}"))
+        };
+        let created = at("CREATE TABLE IF NOT EXISTS db.dead_letters_by_source_local ON CLUSTER prod");
+        let copied = at(
+            "INSERT INTO db.dead_letters_by_source SELECT * FROM db.dead_letters SETTINGS insert_distributed_sync = 1",
+        );
+        let renamed = at("RENAME TABLE db.dead_letters_local TO db.dead_letters_by_dlq_offset_local, db.dead_letters_by_source_local TO db.dead_letters_local ON CLUSTER prod");
+        let dropped = all
+            .iter()
+            .rposition(|s| s == "DROP TABLE IF EXISTS db.dead_letters_by_dlq_offset_local ON CLUSTER prod")
+            .unwrap();
+        assert!(created < copied && copied < renamed && renamed < dropped);
+        assert!(
+            all.iter()
+                .any(|s| s == "DROP TABLE IF EXISTS db.dead_letters_by_source ON CLUSTER prod"),
+            "the distributed table over the renamed local one goes: {all:#?}"
+        );
+        assert!(
+            !all.iter().any(|s| s.starts_with("RENAME TABLE db.dead_letters TO")),
+            "the distributed dead_letters keeps its name and reads the new local table"
         );
     }
 

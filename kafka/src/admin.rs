@@ -55,32 +55,10 @@ pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<V
             }
         })
         .collect();
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(30)))
-        .request_timeout(Some(Duration::from_secs(30)));
-    let results = admin
-        .create_topics(new.iter(), &opts)
-        .await
-        .with_context(|| format!("creating topics on {}", kafka.bootstrap_servers))?;
-    let mut created = Vec::new();
-    for r in results {
-        match r {
-            Ok(name) => created.push(name),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => bail!("cannot create topic {name}: {code}"),
-        }
-    }
-    let metadata = crate::blocking::fetch_metadata(&admin, None, Duration::from_secs(30))
-        .await
-        .context("reading topic metadata")?;
+    let (created, listed) = create_until_listed(&admin, &new, kafka).await?;
     let mut out = Vec::new();
     for spec in specs {
-        let found = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == spec.name)
-            .map(|t| t.partitions().len() as i32)
-            .with_context(|| format!("topic {} missing after creation", spec.name))?;
+        let found = listed[&spec.name];
         if found != spec.partitions {
             bail!(
                 "topic {} has {found} partitions, the configuration asks for {} (kafka.partitions); \
@@ -97,6 +75,58 @@ pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<V
         out.push((spec.clone(), outcome));
     }
     Ok(out)
+}
+
+/// How long the cluster has to list the topics once they are created.
+const LISTED_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Creates the topics of `new` that do not exist and waits until the cluster's metadata
+/// lists every one: the names created, and each topic's partition count. On a cluster the
+/// node that answers the metadata request may not have applied a creation yet (KRaft
+/// propagates it to each broker in turn), so a topic missing from the answer is created
+/// again (its creation may not have been taken) and asked for again, for up to
+/// [`LISTED_TIMEOUT`].
+async fn create_until_listed(
+    admin: &Arc<AdminClient<DefaultClientContext>>,
+    new: &[NewTopic<'_>],
+    kafka: &KafkaConfig,
+) -> Result<(Vec<String>, BTreeMap<String, i32>)> {
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(30)))
+        .request_timeout(Some(Duration::from_secs(30)));
+    let deadline = tokio::time::Instant::now() + LISTED_TIMEOUT;
+    let mut created = Vec::new();
+    let mut missing: Vec<&NewTopic<'_>> = new.iter().collect();
+    loop {
+        let results = admin
+            .create_topics(missing.iter().copied(), &opts)
+            .await
+            .with_context(|| format!("creating topics on {}", kafka.bootstrap_servers))?;
+        for r in results {
+            match r {
+                Ok(name) => created.push(name),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => bail!("cannot create topic {name}: {code}"),
+            }
+        }
+        let metadata = crate::blocking::fetch_metadata(admin, None, Duration::from_secs(30))
+            .await
+            .context("reading topic metadata")?;
+        let listed: BTreeMap<String, i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| !t.partitions().is_empty())
+            .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+            .collect();
+        missing.retain(|t| !listed.contains_key(t.name));
+        if missing.is_empty() {
+            return Ok((created, listed));
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("topic {} missing after creation", missing[0].name);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The configuration of `topic` as the broker describes it: every entry it reports (Apache

@@ -16,10 +16,17 @@ use std::time::Duration;
 pub(crate) const SOCKET_TIMEOUT_MS: (&str, &str) = ("socket.timeout.ms", "30000");
 
 /// Base settings shared by every client; user properties win over chainflow's defaults.
+/// librdkafka's warnings and errors are logged; its debug lines too when the `debug`
+/// property asks for some (`kafka.properties.debug = "cgrp,fetch"`: without the level they
+/// would be dropped).
 pub(crate) fn base(kafka: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &kafka.bootstrap_servers);
-    c.set_log_level(RDKafkaLogLevel::Warning);
+    c.set_log_level(if kafka.properties.get("debug").is_some() {
+        RDKafkaLogLevel::Debug
+    } else {
+        RDKafkaLogLevel::Warning
+    });
     c.set(SOCKET_TIMEOUT_MS.0, SOCKET_TIMEOUT_MS.1);
     for (k, v) in defaults {
         c.set(*k, *v);
@@ -65,14 +72,18 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
 
 /// A transactional producer for consume-transform-produce (exactly-once), whose open
 /// transaction the broker aborts after `timeout` (`transaction.timeout.ms`). librdkafka
-/// refuses a `message.timeout.ms` above it, so that is lowered to it where it is higher: a
-/// record not delivered by then belongs to a transaction that has failed anyway.
+/// refuses a `message.timeout.ms` or a `socket.timeout.ms` above it, so those are lowered to
+/// it where they are higher: a record not delivered by then, or a request not answered,
+/// belongs to a transaction that has failed anyway.
 pub fn transactional_producer_config(kafka: &KafkaConfig, transactional_id: &str, timeout: Duration) -> ClientConfig {
     let mut c = producer_config(kafka);
-    let timeout = timeout.as_millis().to_string();
-    let delivery = c.get("message.timeout.ms").and_then(|v| v.parse::<u128>().ok());
-    if delivery.is_none_or(|d| d > timeout.parse().unwrap_or(u128::MAX)) {
-        c.set("message.timeout.ms", &timeout);
+    let limit = timeout.as_millis();
+    let timeout = limit.to_string();
+    for setting in ["message.timeout.ms", SOCKET_TIMEOUT_MS.0] {
+        let value = c.get(setting).and_then(|v| v.parse::<u128>().ok());
+        if value.is_none_or(|v| v > limit) {
+            c.set(setting, &timeout);
+        }
     }
     c.set("transactional.id", transactional_id);
     c.set("transaction.timeout.ms", &timeout);
@@ -193,6 +204,7 @@ mod tests {
         let c = transactional_producer_config(&kafka, "t", Duration::from_secs(10));
         assert_eq!(c.get("transaction.timeout.ms"), Some("10000"));
         assert_eq!(c.get("message.timeout.ms"), Some("10000"), "60 s by default, lowered");
+        assert_eq!(c.get("socket.timeout.ms"), Some("10000"), "30 s by default, lowered");
         kafka.properties.insert("message.timeout.ms", "5000");
         let c = transactional_producer_config(&kafka, "t", Duration::from_secs(10));
         assert_eq!(c.get("message.timeout.ms"), Some("5000"), "a lower one is kept");

@@ -122,6 +122,15 @@ impl<R> Batch<R> {
         self.last_offset().map(|o| o + 1)
     }
 
+    /// Whether the batch holds `m` itself (the same record at its offset, by
+    /// `record_digest`): a record read twice, not another at an offset read before.
+    pub fn holds(&self, m: &OwnedMessage) -> bool {
+        self.entries
+            .iter()
+            .find(|e| e.message.offset() == m.offset())
+            .is_some_and(|e| record_digest(&e.message) == record_digest(m))
+    }
+
     /// Whether the batch re-forms one the ledger recorded.
     pub fn is_reformed(&self) -> bool {
         self.end.is_some()
@@ -218,6 +227,20 @@ mod tests {
             push(&mut b, *offset, v, 1);
         }
         b
+    }
+
+    #[test]
+    fn a_batch_holds_a_record_read_twice_not_another_at_its_offset() {
+        let b = batch("market.underlying", &[(10, "a"), (11, "b")]);
+        assert!(b.holds(&message("market.underlying", 3, 11, "b")));
+        assert!(
+            !b.holds(&message("market.underlying", 3, 11, "x")),
+            "the topic was recreated"
+        );
+        assert!(
+            !b.holds(&message("market.underlying", 3, 0, "a")),
+            "an offset it never held"
+        );
     }
 
     #[test]

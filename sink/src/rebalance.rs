@@ -62,6 +62,12 @@ impl SinkContext {
         }
     }
 
+    /// Forgets what was written of `tp` and not committed: its records are others now (the
+    /// partition moved back to an offset it had passed).
+    pub fn forget_written(&self, tp: &Tp) {
+        self.written.lock().expect("written lock").remove(tp);
+    }
+
     /// The changes of the assignment since the last call.
     pub fn take_changes(&self) -> Vec<Change> {
         std::mem::take(&mut *self.changes.lock().expect("changes lock"))

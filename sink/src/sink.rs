@@ -5,7 +5,7 @@ use crate::batch::Limits;
 use crate::ledger::Ledger;
 use crate::rebalance::SinkContext;
 use crate::stream::{with_stream, Avro, Chains, Stream, WithStream};
-use crate::worker::{Io, Worker};
+use crate::worker::{ConsumerFactory, Io, Worker};
 use anyhow::{Context, Result};
 use chainflow_clickhouse::ServerVersion;
 use chainflow_codec::Codec;
@@ -71,13 +71,11 @@ impl<S: Stream> StreamSink<S> {
             return Ok(None);
         };
         let group = self.group();
-        let consumer: Arc<StreamConsumer<SinkContext>> = Arc::new(
-            consumer_config(&self.kafka, &group)
-                // bounded prefetch: what a paused partition holds is dropped and read again
-                .set("queued.max.messages.kbytes", "16384")
-                .create_with_context(SinkContext::default())
-                .context("creating the sink consumer")?,
-        );
+        let renew: ConsumerFactory = {
+            let (kafka, group) = (self.kafka.clone(), group.clone());
+            Box::new(move || new_consumer(&kafka, &group))
+        };
+        let consumer = renew()?;
         let topics = self.stream.topics();
         let broker = format!("Kafka at {}", self.kafka.bootstrap_servers);
         let reached = ctx
@@ -102,6 +100,7 @@ impl<S: Stream> StreamSink<S> {
         let s = &self.section;
         let io = Io {
             stream: self.stream,
+            renew,
             ledger: Ledger::new(client.clone(), &group, Duration::from_millis(s.insert_timeout_ms)),
             client,
             dlq,
@@ -123,6 +122,17 @@ impl<S: Stream> StreamSink<S> {
             self.stats,
         )))
     }
+}
+
+/// A consumer of `group`, not subscribed yet.
+fn new_consumer(kafka: &KafkaConfig, group: &str) -> Result<Arc<StreamConsumer<SinkContext>>> {
+    Ok(Arc::new(
+        consumer_config(kafka, group)
+            // bounded prefetch: what a paused partition holds is dropped and read again
+            .set("queued.max.messages.kbytes", "16384")
+            .create_with_context(SinkContext::default())
+            .context("creating the sink consumer")?,
+    ))
 }
 
 impl<S: Stream> Stage for StreamSink<S> {

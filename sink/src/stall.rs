@@ -27,6 +27,8 @@ pub struct Offsets {
 /// The offsets of every assigned partition at one moment.
 #[derive(Debug, Clone)]
 pub struct Measurement {
+    /// When the committed offsets were asked for.
+    pub asked: Instant,
     /// When they were measured.
     pub at: Instant,
     /// Per partition.
@@ -59,6 +61,7 @@ pub fn measure<C: ConsumerContext + 'static>(
             if tps.is_empty() {
                 continue;
             }
+            let asked = Instant::now();
             let Ok(committed) = blocking::committed(&consumer, OFFSETS_TIMEOUT).await else {
                 continue;
             };
@@ -80,12 +83,29 @@ pub fn measure<C: ConsumerContext + 'static>(
                 })
                 .collect();
             let _ = tx.try_send(Measurement {
+                asked,
                 at: Instant::now(),
                 partitions,
             });
         }
     });
     rx
+}
+
+/// The partitions whose group's committed offset (none counts as -1) is below the offset
+/// this worker had committed, and the broker acknowledged, before the measurement asked
+/// for it (`own`: per partition, the highest offset committed and when): Apache Kafka
+/// deletes a group's offsets with their topic, so a topic deleted (and perhaps created
+/// again) shows so. A commit acknowledged after the question is not held against it.
+pub(crate) fn offsets_gone(own: &HashMap<Tp, (i64, Instant)>, m: &Measurement) -> Vec<(Tp, Option<i64>)> {
+    m.partitions
+        .iter()
+        .filter(|o| {
+            own.get(&o.tp)
+                .is_some_and(|&(offset, acked)| acked < m.asked && o.committed.unwrap_or(-1) < offset)
+        })
+        .map(|o| (o.tp.clone(), o.committed))
+        .collect()
 }
 
 /// A partition found stalled.
@@ -145,6 +165,7 @@ mod tests {
 
     fn at(t0: Instant, secs: u64, high: i64, committed: i64) -> Measurement {
         Measurement {
+            asked: t0 + Duration::from_secs(secs),
             at: t0 + Duration::from_secs(secs),
             partitions: vec![Offsets {
                 tp: ("t".into(), 0),
@@ -152,6 +173,31 @@ mod tests {
                 committed: Some(committed),
             }],
         }
+    }
+
+    #[test]
+    fn offsets_below_what_the_worker_committed_are_gone_unless_the_commit_came_later() {
+        let t0 = Instant::now();
+        let tp: Tp = ("t".into(), 0);
+        let mut own = HashMap::from([(tp.clone(), (65, t0))]);
+        assert!(offsets_gone(&own, &at(t0, 5, 65, 65)).is_empty(), "as committed");
+        assert!(
+            offsets_gone(&own, &at(t0, 5, 80, 70)).is_empty(),
+            "another member moved on"
+        );
+        let mut deleted = at(t0, 5, 65, 0);
+        deleted.partitions[0].committed = None;
+        assert_eq!(
+            offsets_gone(&own, &deleted),
+            vec![(tp.clone(), None)],
+            "deleted with its topic"
+        );
+        assert_eq!(offsets_gone(&own, &at(t0, 5, 10, 3)), vec![(tp.clone(), Some(3))]);
+        own.insert(tp, (65, t0 + Duration::from_secs(6)));
+        assert!(
+            offsets_gone(&own, &at(t0, 5, 65, 0)).is_empty(),
+            "a measurement asked before the commit was acknowledged"
+        );
     }
 
     #[test]
@@ -199,6 +245,7 @@ mod tests {
         t.observe(&at(t0, 0, 150, 100), false, AFTER);
         t.observe(
             &Measurement {
+                asked: t0 + Duration::from_secs(10),
                 at: t0 + Duration::from_secs(10),
                 partitions: vec![],
             },

@@ -3,7 +3,7 @@
 
 use super::Worker;
 use crate::rebalance::commit_list;
-use crate::stall::Measurement;
+use crate::stall::{offsets_gone, Measurement};
 use crate::stream::Stream;
 use anyhow::{Context, Result};
 use chainflow_kafka::blocking;
@@ -24,6 +24,7 @@ impl<S: Stream> Worker<S> {
         match blocking::commit(&self.consumer, commit_list(&offsets)).await {
             Ok(()) => {
                 self.consumer.context().committed(&offsets);
+                self.note_commits(&offsets);
                 self.commits_failing = None;
                 Ok(())
             }
@@ -77,6 +78,7 @@ impl<S: Stream> Worker<S> {
         match blocking::commit(&self.consumer, commit_list(&advanced)).await {
             Ok(()) => {
                 tracing::debug!(stream = S::NAME, partitions = ?advanced, "committed positions past transaction markers");
+                self.note_commits(&advanced);
                 for o in &mut m.partitions {
                     if let Some(&p) = advanced.get(&o.tp) {
                         o.committed = Some(p);
@@ -91,10 +93,29 @@ impl<S: Stream> Worker<S> {
         m
     }
 
+    /// Notes the offsets this worker committed, acknowledged now.
+    fn note_commits(&mut self, offsets: &BTreeMap<crate::rebalance::Tp, i64>) {
+        let now = Instant::now();
+        for (tp, &next) in offsets {
+            let own = self.own_commits.entry(tp.clone()).or_insert((next, now));
+            *own = (own.0.max(next), now);
+        }
+    }
+
     /// Takes a measurement in: each partition's lag as a metric; a partition with lag and no
     /// progress for `sink.stall_after_ms` (not paused by the sink itself) is a stall: the
     /// stream turns unready, counts and logs it, writes what it holds and re-joins its group.
-    pub(super) async fn check_lag(&mut self, m: &Measurement, ctx: &StageContext) -> Result<()> {
+    /// A partition whose committed offset went below what this worker committed had its
+    /// offsets deleted with its topic: the worker writes what it holds and takes a new
+    /// consumer (`renew_consumer`).
+    pub(super) async fn check_lag(&mut self, m: &Measurement, ctx: &StageContext) -> Result<Measured> {
+        let deleted = offsets_gone(&self.own_commits, m);
+        if !deleted.is_empty() && !self.paused {
+            tracing::warn!(stream = S::NAME, partitions = ?deleted, "the group's offsets of these partitions went back below what this sink committed: their topic was deleted (and perhaps created again); a new consumer reads them afresh");
+            self.flush(false, ctx).await?;
+            self.renew_consumer()?;
+            return Ok(Measured::Renewed);
+        }
         let m = &self.past_control_records(m).await;
         let (lags, stalled) = self.stalls.observe(m, self.paused, self.stall_after);
         tracing::debug!(stream = S::NAME, ?lags, "lag measured");
@@ -108,7 +129,7 @@ impl<S: Stream> Worker<S> {
             tracing::info!(stream = S::NAME, "stall healed: consuming again");
         }
         if stalled.is_empty() {
-            return Ok(());
+            return Ok(Measured::Taken);
         }
         metrics::counter!("chainflow_sink_stalls_total", "stream" => S::NAME).increment(1);
         tracing::warn!(stream = S::NAME, partitions = ?stalled, stall_after_ms = self.stall_after.as_millis() as u64,
@@ -122,6 +143,39 @@ impl<S: Stream> Worker<S> {
             .subscribe(&topics)
             .with_context(|| format!("re-subscribing to {}", topics.join(", ")))?;
         self.stalls.reset();
+        Ok(Measured::Taken)
+    }
+
+    /// Replaces the consumer with a new one, subscribed to the stream's topics, after the
+    /// worker wrote what it held: librdkafka keeps what it learnt of a topic (its partitions'
+    /// leader epochs, the positions in them) for as long as the client lives, so a topic
+    /// deleted and created again under the same name is fetched from at the old positions
+    /// (the new records below them skipped) or with the old leader epochs (refused with
+    /// UNKNOWN_LEADER_EPOCH, for ever); a re-join keeps the client, a new one starts afresh
+    /// from the group's committed offsets.
+    fn renew_consumer(&mut self) -> Result<()> {
+        let known: Vec<_> = self.next.keys().chain(self.batches.keys()).cloned().collect();
+        for tp in &known {
+            self.forget(tp);
+        }
+        self.own_commits.clear();
+        self.consumer.unsubscribe();
+        let consumer = (self.io.renew)()?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .with_context(|| format!("subscribing to {}", topics.join(", ")))?;
+        self.consumer = consumer;
+        self.stalls.reset();
         Ok(())
     }
+}
+
+/// What a measurement led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Measured {
+    /// It was taken in.
+    Taken,
+    /// The consumer was replaced: measure the new one.
+    Renewed,
 }

@@ -68,15 +68,10 @@ impl<S: Stream> Worker<S> {
                     metrics::counter!("chainflow_sink_rebalances_total", "stream" => S::NAME, "change" => "revoked")
                         .increment(1);
                     for tp in &tps {
-                        self.flying.remove(tp);
-                        if let Some(b) = self.batches.remove(tp) {
-                            if !b.is_empty() {
-                                tracing::info!(stream = S::NAME, topic = %tp.0, partition = tp.1, records = b.entries().len(), "partition revoked: its unwritten records are left to the new owner");
-                            }
+                        let unwritten = self.forget(tp);
+                        if unwritten > 0 {
+                            tracing::info!(stream = S::NAME, topic = %tp.0, partition = tp.1, records = unwritten, "partition revoked: its unwritten records are left to the new owner");
                         }
-                        self.recorded.remove(tp);
-                        self.next.remove(tp);
-                        self.holds.forget(&tp.0, tp.1);
                         metrics::gauge!("chainflow_sink_consumer_lag", "stream" => S::NAME, "topic" => tp.0.clone(), "partition" => tp.1.to_string()).set(0.0);
                     }
                 }
@@ -101,6 +96,19 @@ impl<S: Stream> Worker<S> {
         }
     }
 
+    /// Forgets what the worker holds of `tp` (its unwritten batch, where it is, the ledger's
+    /// batches to re-form, a hold): the partition was revoked, or moved back. How many
+    /// records were unwritten.
+    pub(super) fn forget(&mut self, tp: &Tp) -> usize {
+        self.flying.remove(tp);
+        self.own_commits.remove(tp);
+        let unwritten = self.batches.remove(tp).map_or(0, |b| b.entries().len());
+        self.recorded.remove(tp);
+        self.next.remove(tp);
+        self.holds.forget(&tp.0, tp.1);
+        unwritten
+    }
+
     /// Adds one record to its partition's batch (decoding it, or dead-lettering it).
     pub(super) async fn take(&mut self, msg: OwnedMessage, ctx: &StageContext) -> Result<()> {
         // the poll that returned `msg` may have run rebalance callbacks: what they changed
@@ -108,8 +116,19 @@ impl<S: Stream> Worker<S> {
         self.apply_changes();
         let tp: Tp = (msg.topic().to_string(), msg.partition());
         let offset = msg.offset();
-        if self.next.get(&tp).is_some_and(|&n| offset < n) {
-            return Ok(()); // already read: a fetch that raced a seek
+        if let Some(&next) = self.next.get(&tp).filter(|&&n| offset < n) {
+            if self.batches.get(&tp).is_some_and(|b| b.holds(&msg)) {
+                return Ok(()); // read twice: a fetch that raced a seek
+            }
+            // The consumer moved back past what was read: librdkafka resets a position the
+            // partition no longer has (its topic deleted and created again, with fewer
+            // records) to its beginning. What is held of the partition's former records is
+            // forgotten, as on a revocation, and the partition read as if newly assigned (the
+            // ledger then learns that its records are others); skipping the records below
+            // `next`, as before, stalled the partition until the group was re-joined.
+            let unwritten = self.forget(&tp);
+            self.consumer.context().forget_written(&tp);
+            tracing::warn!(stream = S::NAME, topic = %tp.0, partition = tp.1, from = next, to = offset, unwritten, "the partition moved back (its topic was recreated?): read again from there");
         }
         if self.holds.skips(&msg) {
             return Ok(()); // its partition is held at an earlier record

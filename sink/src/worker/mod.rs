@@ -36,16 +36,22 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use commit::Measured;
 use flush::{landed, Attempt};
 pub use intake::Sequences;
 
 /// How often lag is measured and stalls are looked for, at most (more often when
 /// `sink.stall_after_ms` is short).
 const LAG_CHECK: Duration = Duration::from_secs(5);
+/// Makes a new consumer of the stream's group (not subscribed yet).
+pub type ConsumerFactory = Box<dyn Fn() -> Result<Arc<StreamConsumer<SinkContext>>> + Send + Sync>;
+
 /// What the worker needs that never changes while it runs.
 pub struct Io<S> {
     /// The stream.
     pub stream: S,
+    /// A new consumer, in place of one that holds what a deleted topic left in it.
+    pub renew: ConsumerFactory,
     /// ClickHouse, in the configured database.
     pub client: Client,
     /// Producer of dead letters.
@@ -86,6 +92,10 @@ pub struct Worker<S: Stream> {
     stalled: bool,
     /// Since when commits have failed.
     commits_failing: Option<Instant>,
+    /// Per partition, the highest offset this worker committed, and when the broker
+    /// acknowledged it: the group's committed offset found below it means the partition's
+    /// offsets were deleted (its topic deleted, perhaps created again).
+    own_commits: HashMap<Tp, (i64, Instant)>,
     /// Until when a stopping worker retries its last writes.
     stop_deadline: Option<Instant>,
     /// The highest `seq` seen per key, for sequence gaps.
@@ -122,6 +132,7 @@ impl<S: Stream> Worker<S> {
             paused: false,
             stalled: false,
             commits_failing: None,
+            own_commits: HashMap::new(),
             stop_deadline: None,
             sequences: Sequences::default(),
             in_flight: None,
@@ -146,7 +157,11 @@ impl<S: Stream> Worker<S> {
                 landed = landed(&mut self.in_flight) => self.finish(landed?, ctx).await?,
                 () = sleep_until(due), if self.in_flight.is_none() => self.flush(true, ctx).await?,
                 () = sleep_until(held) => self.check_holds().await?,
-                Some(m) = measurements.recv() => self.check_lag(&m, ctx).await?,
+                Some(m) = measurements.recv() => {
+                    if self.check_lag(&m, ctx).await? == Measured::Renewed {
+                        measurements = measure(self.consumer.clone(), every);
+                    }
+                }
                 m = self.consumer.recv() => match m {
                     Ok(m) => {
                         read_failing.ended();
