@@ -17,15 +17,18 @@ with tempfile.TemporaryDirectory() as path:
     print("chdb (ClickHouse", db.query("SELECT version()", "CSV").bytes().decode().strip().strip('"') + ")")
     if sys.argv[1:] == ["--parse-only"]:
         # the cluster DDL (ON CLUSTER, Replicated engines, Keeper macros) cannot run in
-        # process: each statement is parsed (EXPLAIN AST) and must be a CREATE, or an ALTER
-        # adding a column, ON CLUSTER
+        # process: each statement is parsed (EXPLAIN AST) and must be a CREATE, an ALTER
+        # adding a column, a RENAME or a DROP, ON CLUSTER, or the copy of a table made again
+        # under another key (INSERT ... SELECT through the distributed tables, once)
         for s in statements:
             try:
                 ast = db.query("EXPLAIN AST " + s.rstrip(";"), "TSV").bytes().decode()
             except Exception as e:  # noqa: BLE001 - report the statement that failed
                 sys.exit(f"statement does not parse on chdb: {e}\n{s}")
-            if "ON CLUSTER" not in s or not ast.startswith(("CreateQuery", "AlterQuery")):
-                sys.exit(f"not a CREATE or ALTER ... ON CLUSTER statement:\n{s}")
+            on_cluster = "ON CLUSTER" in s and ast.startswith(("CreateQuery", "AlterQuery", "Rename", "DropQuery"))
+            copy = ast.startswith("InsertQuery") and " SELECT " in s and "insert_distributed_sync = 1" in s
+            if not (on_cluster or copy):
+                sys.exit(f"not a CREATE, ALTER, RENAME or DROP ... ON CLUSTER statement, nor a synchronous copy:\n{s}")
         print(f"{len(statements)} cluster statements parse")
         sys.exit(0)
     for s in statements:
