@@ -71,7 +71,9 @@ fi
 if [ -x "$TOXIPROXY_BIN" ]; then
   log "toxiproxy $TOXIPROXY_VERSION: already installed ($TOXIPROXY_BIN)"
 else
-  command -v go >/dev/null || { echo "[install] error: toxiproxy is built with Go, which is not on this machine's PATH" >&2; exit 1; }
+  # the machines' Go lives in /usr/local/go, which a non-login shell may not have on its PATH
+  command -v go >/dev/null || PATH="/usr/local/go/bin:$PATH"
+  command -v go >/dev/null || { echo "[install] error: toxiproxy is built with Go, which is not on this machine's PATH nor in /usr/local/go" >&2; exit 1; }
   log "toxiproxy $TOXIPROXY_VERSION: building it from the Go module proxy into $(dirname "$TOXIPROXY_BIN")"
   go_log="$(mktemp)"
   if ! GOBIN="$(dirname "$TOXIPROXY_BIN").partial" go install "github.com/Shopify/toxiproxy/v2/cmd/server@v$TOXIPROXY_VERSION" >"$go_log" 2>&1; then
