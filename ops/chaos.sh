@@ -6,7 +6,7 @@
 # keys stored against those produced. Prints one table; exits non-zero if any scenario
 # fails. Runs as root (network namespaces).
 # Usage: ops/chaos.sh            the short form (six scenarios; the test suite runs it)
-#        ops/chaos.sh --full     every scenario at 100,000+ options (about 20 minutes)
+#        ops/chaos.sh --full     every scenario at 100,000+ options (about 30 minutes)
 #        ops/chaos.sh --scenario NAME [--options N] [--markdown FILE] ...
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
